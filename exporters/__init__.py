@@ -1,0 +1,1 @@
+"""tubai exporters: sources that read the hardware, the sampling agent, and the stores."""
