@@ -1,0 +1,38 @@
+# tubai: the human interface. `make test` and `make bench` set everything up on first use.
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+
+.PHONY: setup test lint doctor agent energy bench perf up down clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[test]'
+	rm -f $(VENV)/.installed-* && touch $@
+
+lint: setup
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+test: setup lint
+	$(PY) -m pytest
+
+doctor: setup
+	$(PY) -m exporters doctor
+
+# Sample this machine into the embedded store until Ctrl-C (DURATION=S to stop by itself).
+agent: setup
+	$(PY) -m exporters run $(if $(DURATION),--duration $(DURATION))
+
+# Energy of every domain in the last 5 minutes (START=..., END=... to choose).
+energy: setup
+	$(PY) -m scoring energy --start $(or $(START),-5m) --end $(or $(END),now)
+
+bench perf up down:
+	@echo "make $@: not built yet (see the open issues); for now: make agent, make energy" >&2
+	@exit 1
+
+clean:
+	rm -rf $(VENV) data/ .pytest_cache

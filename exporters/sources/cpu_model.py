@@ -1,0 +1,90 @@
+"""An ESTIMATE of CPU power for machines without readable RAPL: the ``cpu_model`` source.
+
+A linear model, ``watts = idle_watts + (max_watts - idle_watts) * utilisation``, written as a
+pure function of the kernel's cumulative CPU times so that ``read()`` keeps no state::
+
+    joules = idle_watts * elapsed_s + (max_watts - idle_watts) * busy_s / ncores
+    elapsed_s = (all CPU-seconds of /proc/stat's total line) / ncores
+
+It is emitted as the counter ``joules_total`` with ``rate_field="watts"``: the agent's rate of
+that counter is the model's power. Busy and total CPU-seconds are those of :mod:`.system` (guest
+time counted once, busy = total less idle and iowait). Every point is tagged ``source=model``,
+``domain=cpu-estimate``, ``estimated=true``: it is never a measurement, and the agent enables it
+only where no RAPL domain is readable. CPUs going offline or online change ``ncores`` and the
+total line, which the agent sees as a counter reset.
+
+Defaults: ``idle_watts=10`` (a modern desktop package idles at roughly 5 to 20 W) and
+``max_watts=65`` (the most common desktop TDP class, e.g. Intel's and AMD's 65 W parts). They
+are placeholders: set ``max_watts`` to your CPU's TDP (or PL1; all sockets together on servers)
+and ``idle_watts`` to its idle power, in ``sources.cpu_model`` of the config. TDP is a thermal
+design figure, not a measured peak: turbo power can exceed it.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import psutil
+
+from exporters.errors import ConfigError, SourceError
+from exporters.schema import ENERGY, Counter, Reading, energy_tags
+from exporters.sources.system import busy_seconds, psutil_procfs
+
+DEFAULT_IDLE_WATTS = 10.0
+DEFAULT_MAX_WATTS = 65.0
+_FIX = "set idle_watts to your CPU's idle power and max_watts to its TDP"
+
+
+def _watts(key: str, value: object, minimum: float, why: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ConfigError(f"sources.cpu_model.{key} is {value!r}: set it to a number of watts")
+    if value < minimum:
+        raise ConfigError(f"sources.cpu_model.{key} is {value}: it must be {why}; {_FIX}")
+    return float(value)
+
+
+class CpuModelSource:
+    """Estimated CPU energy from utilisation, tagged ``estimated=true``."""
+
+    name = "cpu_model"
+    kind = "power"
+
+    def __init__(
+        self,
+        idle_watts: float = DEFAULT_IDLE_WATTS,
+        max_watts: float = DEFAULT_MAX_WATTS,
+        procfs_root: str | Path = "/proc",
+    ):
+        self.idle_watts = _watts("idle_watts", idle_watts, 0.0, ">= 0")
+        self.max_watts = _watts(
+            "max_watts", max_watts, self.idle_watts, f">= idle_watts ({idle_watts})"
+        )
+        self.procfs_root = Path(procfs_root)
+
+    def available(self) -> tuple[bool, str]:
+        return True, (
+            f"ESTIMATE, not a measurement: {self.idle_watts:g} W idle to {self.max_watts:g} W "
+            f"busy, from CPU utilisation in {self.procfs_root}/stat; use RAPL where it is readable"
+        )
+
+    def joules(self) -> float:
+        """The model's cumulative energy, in joules, at this instant (a pure function of stat)."""
+        try:
+            with psutil_procfs(self.procfs_root):
+                ncores = len(psutil.cpu_times(percpu=True))
+                busy, total = busy_seconds(psutil.cpu_times())
+        except (OSError, ValueError, TypeError, IndexError) as e:
+            raise SourceError(
+                f"cpu_model: cannot read {self.procfs_root}/stat ({e}); "
+                "check that procfs is mounted there, or set procfs_root"
+            ) from e
+        if ncores == 0:
+            raise SourceError(f"cpu_model: no cpuN lines in {self.procfs_root}/stat")
+        span = self.max_watts - self.idle_watts
+        return self.idle_watts * total / ncores + span * busy / ncores
+
+    def read(self) -> list[Reading]:
+        counter = Counter(raw=self.joules(), rate_field="watts")
+        tags = energy_tags("model", "cpu-estimate", estimated=True)
+        return [Reading(ENERGY, tags, {}, {"joules_total": counter})]

@@ -1,0 +1,175 @@
+"""RAPL energy counters from the Linux powercap tree (``<sysfs_root>/class/powercap``).
+
+Each RAPL zone is one ``energy`` series. Packages keep the kernel's name (``package-0``), their
+sub-zones are named ``<name>-<package>`` (``core-0``, ``uncore-0``, ``dram-1``) and the platform
+zone stays ``psys``. Intel and AMD (Linux 5.11+) share the ``intel-rapl`` driver. Other control
+types (``intel-rapl-mmio``, ``intel-rapl-tpmi``) repeat the MSR domains under the same names: such
+a zone is used only where the MSR zone is missing or unreadable, so nothing is counted twice.
+
+The zone layout is found by :meth:`RaplSource.available` (or the first :meth:`RaplSource.read`)
+and then kept: a zone that disappears later is an error, never a silently missing domain. The
+readings themselves carry no state between calls; wraparound and watts are the agent's job.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from exporters.errors import SourceError, SourceUnavailable
+from exporters.schema import ENERGY, Counter, Reading, energy_tags
+
+MSR = "intel-rapl"
+_CONTROL_TYPE = re.compile(r"intel-rapl(?:-[a-z]+)?")
+_ZONE = re.compile(r"(intel-rapl(?:-[a-z]+)?):(\d+(?::\d+)*)")
+ROOT_ONLY = (
+    "RAPL energy counters in {} are readable by root only since Linux 5.10: run as root, or add "
+    "a udev rule / chmod at boot (see README, 'RAPL permissions')"
+)
+NO_RAPL = (
+    "{}: this machine exposes no RAPL (a VM, a non-x86 CPU, or the "
+    "intel_rapl_common/intel_rapl_msr module not loaded: try `modprobe intel_rapl_msr`)"
+)
+
+
+@dataclass(frozen=True)
+class Zone:
+    """One powercap zone directory and the domain it is reported as."""
+
+    path: Path
+    domain: str
+    parent: str | None
+
+
+def _zone_dirs(powercap: Path) -> dict[str, Path]:
+    """Zone id -> directory, from the flat class listing and from nested sub-zone directories."""
+    found: dict[str, Path] = {}
+    stack = [powercap]
+    while stack:
+        directory = stack.pop()
+        for entry in sorted(directory.iterdir()):
+            if _ZONE.fullmatch(entry.name) and entry.name not in found and entry.is_dir():
+                found[entry.name] = entry
+                stack.append(entry)
+            elif directory == powercap and _CONTROL_TYPE.fullmatch(entry.name) and entry.is_dir():
+                stack.append(entry)  # a control type (``intel-rapl``), not a zone: look inside
+    return found
+
+
+def _name_zones(dirs: dict[str, Path]) -> list[Zone]:
+    """Zones in order of preference (MSR first, then by index), each named as its domain."""
+
+    def order(zone_id: str) -> tuple[bool, str, tuple[int, ...]]:
+        control_type, *index = zone_id.split(":")
+        return control_type != MSR, control_type, tuple(map(int, index))
+
+    def name(zone_id: str) -> str:
+        try:
+            return (dirs[zone_id] / "name").read_text().strip() or zone_id
+        except OSError:
+            return zone_id
+
+    ids = sorted(dirs, key=order)
+    domains: dict[str, str] = {}
+    for zone_id in ids:
+        parent_id, _, index = zone_id.rpartition(":")
+        if parent_id.count(":") == 0:
+            domains[zone_id] = name(zone_id)
+            continue
+        # a sub-zone: suffixed with its package's number (dram-1, core-0-die-1), else its index
+        package = name(parent_id) if parent_id in dirs else ""
+        suffix = package.removeprefix("package-") if package.startswith("package-") else index
+        domains[zone_id] = f"{name(zone_id)}-{suffix}"
+    same: dict[tuple[str, str], list[str]] = {}  # one name twice in one type: psys-0, psys-1
+    for zone_id in ids:
+        same.setdefault((zone_id.split(":")[0], domains[zone_id]), []).append(zone_id)
+    for (_, base), clash in same.items():
+        for i, zone_id in enumerate(clash if len(clash) > 1 else []):
+            domains[zone_id] = f"{base}-{i}"
+    return [Zone(dirs[z], domains[z], domains.get(z.rpartition(":")[0])) for z in ids]
+
+
+def _read_counter(path: Path) -> int:
+    try:
+        return int(path.read_text().strip())
+    except PermissionError as e:
+        raise SourceUnavailable(ROOT_ONLY.format(path)) from e
+    except OSError as e:
+        raise SourceError(
+            f"cannot read {path}: {e.strerror or e} (the RAPL zone vanished: was intel_rapl_msr "
+            "unloaded? `modprobe intel_rapl_msr`, then restart the agent)"
+        ) from e
+    except ValueError as e:
+        raise SourceError(f"{path} does not hold an integer: is this a powercap tree?") from e
+
+
+class RaplSource:
+    """Energy of every RAPL domain under ``<sysfs_root>/class/powercap``."""
+
+    name = "rapl"
+    kind = "power"
+
+    def __init__(self, sysfs_root: str | Path = "/sys") -> None:
+        self.powercap = Path(sysfs_root) / "class" / "powercap"
+        self._zones: list[Zone] = []
+
+    def available(self) -> tuple[bool, str]:
+        """Find the zones anew and say which domains can be read, or why none can."""
+        self._zones = []
+        try:
+            zones = _name_zones(_zone_dirs(self.powercap))
+        except OSError:
+            return False, NO_RAPL.format(f"no powercap tree at {self.powercap}")
+        if not zones:
+            return False, NO_RAPL.format(f"no RAPL zones in {self.powercap}")
+        chosen: dict[str, Zone] = {}
+        unread: dict[str, str] = {}  # domain -> why no zone of it can be read
+        for zone in (z for z in zones if z.domain not in chosen):  # mmio only where MSR fails
+            try:
+                _read_counter(zone.path / "energy_uj")
+                _read_counter(zone.path / "max_energy_range_uj")
+            except SourceUnavailable:
+                unread.setdefault(zone.domain, ROOT_ONLY.format(self.powercap))
+            except SourceError as e:
+                unread.setdefault(zone.domain, str(e))
+            else:
+                chosen[zone.domain] = zone
+                unread.pop(zone.domain, None)
+        in_order = dict.fromkeys(zone.domain for zone in zones)  # MSR order, mmio fallbacks too
+        self._zones = [chosen[domain] for domain in in_order if domain in chosen]
+        why = "; ".join(dict.fromkeys(unread.values()))
+        if not chosen:
+            return False, why
+        found = ", ".join(z.domain for z in self._zones)
+        return True, f"{len(chosen)} domain{'s' * (len(chosen) > 1)}: {found}" + (
+            f"; not readable: {', '.join(unread)} ({why})" if unread else ""
+        )
+
+    def domains(self) -> list[tuple[str, str | None]]:
+        """``(domain, parent domain)`` per domain read: nested domains, never to be summed."""
+        if not self._zones:
+            self.available()
+        return [(zone.domain, zone.parent) for zone in self._zones]
+
+    def read(self) -> list[Reading]:
+        """One reading per domain: the raw counter, its scale to joules and its wrap value."""
+        if not self._zones:
+            ok, why = self.available()
+            if not ok:
+                raise SourceUnavailable(why)
+        return [
+            Reading(
+                measurement=ENERGY,
+                tags=energy_tags(self.name, zone.domain),
+                counters={
+                    "joules_total": Counter(
+                        raw=_read_counter(zone.path / "energy_uj"),
+                        scale=1e-6,
+                        wrap=_read_counter(zone.path / "max_energy_range_uj"),
+                        rate_field="watts",
+                    )
+                },
+            )
+            for zone in self._zones
+        ]

@@ -1,0 +1,1 @@
+"""tubai scoring: energy of windows, scores per run, rankings and reports."""

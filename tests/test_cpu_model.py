@@ -1,0 +1,103 @@
+"""The CPU power model: exact joules from a fixture /proc/stat, tags, and config validation."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from exporters.errors import ConfigError, SourceError, UsageError
+from exporters.sources import cpu_model
+from exporters.sources.base import Source
+from exporters.sources.cpu_model import CpuModelSource
+
+FIXTURE = Path(__file__).parent / "fixtures" / "proc"
+CLK = os.sysconf("SC_CLK_TCK")
+# fixtures/proc/stat: 4 CPUs, 40000 jiffies in all (guest excluded), 11800 of them busy
+TOTAL, BUSY, NCORES = 40000 / CLK, 11800 / CLK, 4
+
+
+def joules(src: CpuModelSource) -> float:
+    (reading,) = src.read()
+    return reading.counters["joules_total"].raw
+
+
+def test_shape_and_tags():
+    src = CpuModelSource(procfs_root=FIXTURE)
+    assert isinstance(src, Source) and (src.name, src.kind) == ("cpu_model", "power")
+    (reading,) = src.read()
+    assert reading.measurement == "energy"
+    assert reading.tags == {"source": "model", "domain": "cpu-estimate", "estimated": "true"}
+    assert not reading.fields
+    counter = reading.counters["joules_total"]
+    assert (counter.rate_field, counter.rate_scale, counter.scale) == ("watts", 1.0, 1.0)
+
+
+def test_joules_formula_on_fixture():
+    expected = 10.0 * TOTAL / NCORES + (65.0 - 10.0) * BUSY / NCORES
+    assert joules(CpuModelSource(procfs_root=FIXTURE)) == pytest.approx(expected, rel=1e-12)
+    if CLK == 100:
+        assert joules(CpuModelSource(procfs_root=FIXTURE)) == pytest.approx(2622.5)
+    src = CpuModelSource(idle_watts=0.0, max_watts=100.0, procfs_root=FIXTURE)
+    assert joules(src) == pytest.approx(100.0 * BUSY / NCORES)
+
+
+def test_rate_between_two_instants_is_the_model_power(tmp_path):
+    """One second later every CPU was half busy: the agent's rate is idle + span * 0.5."""
+    later = tmp_path / "proc"
+    shutil.copytree(FIXTURE, later)
+    half = CLK // 2
+    lines = []
+    for line in (FIXTURE / "stat").read_text().splitlines():
+        if line.startswith("cpu"):
+            name, *v = line.split()
+            n = NCORES if name == "cpu" else 1
+            v[0], v[3] = str(int(v[0]) + n * half), str(int(v[3]) + n * (CLK - half))
+            line = " ".join([name, *v])
+        lines.append(line)
+    (later / "stat").write_text("\n".join(lines) + "\n")
+    watts = joules(CpuModelSource(20.0, 80.0, later)) - joules(CpuModelSource(20.0, 80.0, FIXTURE))
+    assert watts == pytest.approx(20.0 + 60.0 * half / CLK)
+
+
+def test_real_machine_energy_grows():
+    src = CpuModelSource()
+    first = joules(src)
+    sum(range(200_000))
+    assert joules(src) >= first > 0
+
+
+def test_available_always_says_estimate():
+    for src in (CpuModelSource(), CpuModelSource(procfs_root="/nonexistent")):
+        ok, why = src.available()
+        assert ok and "ESTIMATE" in why and "RAPL" in why
+
+
+def test_unreadable_root_is_a_source_error(tmp_path):
+    with pytest.raises(SourceError, match="procfs_root"):
+        CpuModelSource(procfs_root=tmp_path).read()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "key"),
+    [
+        ({"idle_watts": -1.0}, "sources.cpu_model.idle_watts"),
+        ({"idle_watts": float("nan")}, "sources.cpu_model.idle_watts"),
+        ({"idle_watts": "ten"}, "sources.cpu_model.idle_watts"),
+        ({"max_watts": -5.0}, "sources.cpu_model.max_watts"),
+        ({"idle_watts": 50.0, "max_watts": 40.0}, "sources.cpu_model.max_watts"),
+        ({"max_watts": float("inf")}, "sources.cpu_model.max_watts"),
+    ],
+)
+def test_config_validation(kwargs, key):
+    with pytest.raises(ConfigError, match=key) as err:
+        CpuModelSource(**kwargs)
+    assert isinstance(err.value, UsageError) and "watts" in str(err.value)
+
+
+def test_defaults_documented():
+    src = CpuModelSource()
+    assert (src.idle_watts, src.max_watts) == (10.0, 65.0)
+    assert "TDP" in (cpu_model.__doc__ or "")

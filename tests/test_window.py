@@ -1,0 +1,114 @@
+"""Energy of a window: counters interpolated at the edges, power integrated, coverage, totals."""
+
+from __future__ import annotations
+
+import pytest
+
+from exporters.schema import Point, energy_tags
+from exporters.stores.sqlite import SQLiteStore
+from exporters.window import counter_energy, power_energy, window_energy
+
+S = 1_000_000_000
+
+
+def test_counter_energy_interpolates_edges_exactly() -> None:
+    times = [0, S, 2 * S, 3 * S]
+    totals = [0.0, 10.0, 30.0, 60.0]  # 10 W, 20 W, 30 W
+    joules, covered = counter_energy(times, totals, S // 2, 5 * S // 2)
+    assert joules == pytest.approx(5 + 20 + 15)
+    assert covered == 2 * S
+
+
+def test_counter_drop_is_an_agent_restart_and_its_gap_is_not_covered() -> None:
+    times = [0, S, 2 * S, 5 * S, 6 * S]
+    totals = [0.0, 10.0, 20.0, 0.0, 10.0]
+    joules, covered = counter_energy(times, totals, 0, 6 * S)
+    assert joules == pytest.approx(30.0)
+    assert covered == 3 * S
+
+
+def test_power_energy_is_trapezoid_and_skips_gaps() -> None:
+    times = [0, S, 2 * S, 10 * S, 11 * S]
+    watts = [10.0, 20.0, 20.0, 5.0, 5.0]
+    joules, covered = power_energy(times, watts, 0, 11 * S, gap_ns=3 * S)
+    assert joules == pytest.approx(15 + 20 + 5)
+    assert covered == 3 * S
+
+
+def test_power_energy_clips_to_the_window() -> None:
+    joules, covered = power_energy([0, 2 * S], [0.0, 20.0], S, 2 * S, gap_ns=3 * S)
+    assert joules == pytest.approx(15.0)  # 10 W at 1 s rising to 20 W at 2 s
+    assert covered == S
+
+
+def _series(store, source, domain, times_s, estimated=False, **columns):
+    tags = {**energy_tags(source, domain, estimated), "host": "lab1"}
+    points = []
+    for i, t in enumerate(times_s):
+        fields = {name: values[i] for name, values in columns.items()}
+        points.append(Point("energy", tags, fields, int(t * S)))
+    store.write(points)
+
+
+@pytest.fixture
+def store(tmp_path):
+    with SQLiteStore(tmp_path / "t.db") as s:
+        yield s
+
+
+def test_window_totals_count_packages_dram_gpus_not_nested_or_psys(store) -> None:
+    ts = [100 + 0.5 * i for i in range(21)]
+    _series(store, "rapl", "package-0", ts, joules_total=[20.0 * (t - 100) for t in ts])
+    _series(store, "rapl", "core-0", ts, joules_total=[15.0 * (t - 100) for t in ts])
+    _series(store, "rapl", "dram-0", ts, joules_total=[2.0 * (t - 100) for t in ts])
+    _series(store, "rapl", "psys", ts, joules_total=[40.0 * (t - 100) for t in ts])
+    _series(store, "nvml", "gpu0", ts, watts=[100.0] * 21)
+    _series(store, "dcgm", "gpu0", ts, watts=[100.0] * 21)
+    result = window_energy(store, 102 * S, 108 * S)
+    by_domain = {(d.source, d.domain): d for d in result.domains}
+    assert by_domain["rapl", "package-0"].joules == pytest.approx(120.0)
+    assert by_domain["nvml", "gpu0"].method == "power"
+    assert by_domain["nvml", "gpu0"].joules == pytest.approx(600.0)
+    assert {(d.source, d.domain) for d in result.counted} == {
+        ("rapl", "package-0"),
+        ("rapl", "dram-0"),
+        ("nvml", "gpu0"),
+    }
+    assert result.total_joules == pytest.approx(120 + 12 + 600)
+    assert result.coverage == 1.0 and not result.estimated
+
+
+def test_model_estimate_counts_only_without_rapl_and_says_so(store) -> None:
+    ts = [i * 0.1 for i in range(101)]
+    _series(store, "model", "cpu-estimate", ts, estimated=True, joules_total=[30 * t for t in ts])
+    result = window_energy(store, 1 * S, 9 * S)
+    assert result.total_joules == pytest.approx(240.0)
+    assert result.estimated
+    _series(store, "rapl", "package-0", ts, joules_total=[25 * t for t in ts])
+    result = window_energy(store, 1 * S, 9 * S)
+    assert result.total_joules == pytest.approx(200.0)
+    assert not result.estimated
+
+
+def test_partly_covered_window_reports_its_coverage(store) -> None:
+    ts = [10 + 0.1 * i for i in range(51)]  # samples from 10 s to 15 s only
+    _series(store, "rapl", "package-0", ts, joules_total=[10 * (t - 10) for t in ts])
+    result = window_energy(store, 5 * S, 15 * S)
+    assert result.coverage == pytest.approx(0.5)
+    assert result.total_joules == pytest.approx(50.0)
+
+
+def test_counter_and_measured_power_disagreeing_is_flagged(store) -> None:
+    ts = [i * 0.1 for i in range(101)]
+    _series(store, "nvml", "gpu0", ts, joules_total=[100 * t for t in ts], watts=[100.0] * 101)
+    _series(store, "nvml", "gpu1", ts, joules_total=[100 * t for t in ts], watts=[80.0] * 101)
+    result = window_energy(store, 1 * S, 9 * S)
+    flags = {d.domain: (d.method, d.mismatch) for d in result.domains}
+    assert flags == {"gpu0": ("counter", False), "gpu1": ("counter", True)}
+    gpu1 = next(d for d in result.domains if d.domain == "gpu1")
+    assert gpu1.power_joules == pytest.approx(640.0)
+
+
+def test_window_must_end_after_start(store) -> None:
+    with pytest.raises(ValueError):
+        window_energy(store, 5 * S, 5 * S)
