@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
@@ -44,9 +45,7 @@ class SQLiteStore(Store):
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.path, timeout=30.0, check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(_SCHEMA)
+            self._initialise()
         except (OSError, sqlite3.Error) as e:
             raise UsageError(
                 f"cannot open the SQLite store {self.path}: {e}; choose a writable path "
@@ -54,6 +53,21 @@ class SQLiteStore(Store):
             ) from e
         self._lock = threading.Lock()
         self._series: dict[tuple[str, str], int] = {}
+
+    def _initialise(self) -> None:
+        """WAL mode and schema; another process creating the file at once may hold it briefly
+        (switching to WAL does not wait on SQLite's busy timeout), so retry for a while."""
+        deadline = time.monotonic() + 30.0
+        while True:
+            try:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=NORMAL")
+                self._db.executescript(_SCHEMA)
+                return
+            except sqlite3.OperationalError as e:
+                if "locked" not in str(e) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
 
     @classmethod
     def from_url(cls, url: str) -> SQLiteStore:

@@ -1,0 +1,152 @@
+"""NVIDIA GPU power, energy and state scraped from dcgm-exporter's Prometheus ``/metrics``.
+
+The readings have the same shape as :mod:`.nvml`'s (``energy`` with ``source=dcgm``, ``gpu`` with
+``gpu``/``uuid``/``name``), so dashboards and window code treat both alike. Units are converted
+here: ``DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION`` (mJ) becomes the ``joules_total`` counter,
+``DCGM_FI_DEV_FB_*`` (MiB) become bytes. Values DCGM reports as "blank" (its sentinels for "no
+data" or "not supported", e.g. 9223372036854775794) are omitted, like NVML's NOT_SUPPORTED.
+Series of MIG instances (a non-empty ``GPU_I_ID`` label) are skipped: readings are per GPU.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import partial
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+
+from exporters.errors import SourceError, SourceUnavailable
+from exporters.schema import ENERGY, GPU, Counter, Reading, energy_tags
+
+MIB = 2**20
+POWER, ENERGY_MJ = "DCGM_FI_DEV_POWER_USAGE", "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION"
+FB_USED, FB_FREE = "DCGM_FI_DEV_FB_USED", "DCGM_FI_DEV_FB_FREE"
+FB_RESERVED, FB_TOTAL = "DCGM_FI_DEV_FB_RESERVED", "DCGM_FI_DEV_FB_TOTAL"
+GPU_FIELDS = {  # DCGM family -> field of the gpu measurement (same unit)
+    "DCGM_FI_DEV_GPU_UTIL": "util_pct",
+    "DCGM_FI_DEV_MEM_COPY_UTIL": "mem_util_pct",
+    "DCGM_FI_DEV_GPU_TEMP": "temp_c",
+    "DCGM_FI_DEV_SM_CLOCK": "sm_clock_mhz",
+    "DCGM_FI_DEV_MEM_CLOCK": "mem_clock_mhz",
+    "DCGM_FI_DEV_POWER_MGMT_LIMIT": "power_limit_w",
+}
+FP64_BLANK, INT64_BLANK = 2.0**47, 2.0**63 - 16  # DCGM_FP64_BLANK, DCGM_INT64_BLANK and above
+Values = dict[str, tuple[dict[str, str], float]]  # DCGM family -> (labels, value), for one GPU
+
+
+class DcgmSource:
+    """Scrapes ``url`` (dcgm-exporter, e.g. ``http://localhost:9400/metrics``) on every read."""
+
+    name = "dcgm"
+    kind = "power"
+
+    def __init__(self, url: str, timeout_s: float = 2.0, session: Any = None) -> None:
+        self.url = url if urlsplit(url).path not in ("", "/") else url.rstrip("/") + "/metrics"
+        self.timeout_s = timeout_s
+        self._own_session = session is None
+        self._session = requests.Session() if session is None else session
+
+    def _scrape(self) -> dict[str, Values]:
+        """gpu index -> DCGM family -> (labels, value); every vendor error is translated here."""
+        try:
+            answer = self._session.get(self.url, timeout=self.timeout_s)
+        except requests.RequestException as e:
+            raise SourceUnavailable(
+                f"dcgm: cannot reach dcgm-exporter at {self.url} ({type(e).__name__}): start it "
+                "(docker compose --profile gpu up) or fix sources.dcgm.url"
+            ) from e
+        if answer.status_code != 200:
+            raise SourceError(
+                f"dcgm: {self.url} answered HTTP {answer.status_code}: check that it is "
+                "dcgm-exporter's /metrics and read its log (docker compose logs dcgm-exporter)"
+            )
+        gpus: dict[str, Values] = {}
+        try:
+            for family in text_string_to_metric_families(answer.text):
+                if not family.name.startswith("DCGM_FI_"):  # family names: counters' samples
+                    continue  # are renamed *_total by the parser
+                for sample in family.samples:
+                    labels = sample.labels
+                    if "gpu" in labels and not labels.get("GPU_I_ID"):
+                        gpus.setdefault(labels["gpu"], {}).setdefault(
+                            family.name, (labels, float(sample.value))
+                        )
+        except (ValueError, TypeError, IndexError, KeyError) as e:
+            raise SourceError(
+                f"dcgm: {self.url} did not answer Prometheus text ({e}): is it dcgm-exporter's "
+                "/metrics?"
+            ) from e
+        if not gpus:
+            raise SourceUnavailable(
+                f"dcgm: {self.url} answers but has no DCGM_FI_* metrics with a gpu label: is it "
+                "dcgm-exporter, and does it see the GPUs (its log says)?"
+            )
+        return gpus
+
+    def read(self) -> list[Reading]:
+        """One ``energy`` and one ``gpu`` reading per GPU that dcgm-exporter reports."""
+        readings: list[Reading] = []
+        for index, values in sorted(self._scrape().items(), key=lambda kv: _order(kv[0])):
+            value = partial(_value, values)
+            watts, energy_mj = value(POWER), value(ENERGY_MJ)
+            if watts is not None or energy_mj is not None:
+                fields = {} if watts is None else {"watts": watts}
+                counters = {} if energy_mj is None else {"joules_total": Counter(energy_mj, 1e-3)}
+                tags = energy_tags(self.name, f"gpu{index}")
+                readings.append(Reading(ENERGY, tags, fields, counters))
+
+            gpu = {f: v for fam, f in GPU_FIELDS.items() if (v := value(fam)) is not None}
+            used, free, total = value(FB_USED), value(FB_FREE), value(FB_TOTAL)
+            if used is not None:
+                gpu["mem_used_bytes"] = used * MIB
+                if total is None and free is not None:
+                    total = used + free + (value(FB_RESERVED) or 0.0)
+            if total is not None:
+                gpu["mem_total_bytes"] = total * MIB
+            labels = next(iter(values.values()))[0]
+            tags = {
+                "gpu": index,
+                "uuid": labels.get("UUID") or "unknown",
+                "name": labels.get("modelName") or "unknown",
+            }
+            if gpu:
+                readings.append(Reading(GPU, tags, gpu))
+        return readings
+
+    def available(self) -> tuple[bool, str]:
+        """(True, "dcgm-exporter at URL: N GPUs: ...") or (False, why and the fix)."""
+        try:
+            readings = self.read()
+        except SourceError as e:
+            return False, str(e)
+        counter = {r.tags["domain"] for r in readings if r.measurement == ENERGY and r.counters}
+        parts = [
+            f"gpu{r.tags['gpu']} {r.tags['name']} "
+            + ("(energy counter)" if f"gpu{r.tags['gpu']}" in counter else "(power only)")
+            for r in readings
+            if r.measurement == GPU
+        ]
+        plural = "s" if len(parts) != 1 else ""
+        return True, f"dcgm-exporter at {self.url}: {len(parts)} GPU{plural}: " + ", ".join(parts)
+
+    def close(self) -> None:
+        """Close the HTTP session if this source made it."""
+        if self._own_session:
+            self._session.close()
+
+
+def _value(values: Values, family: str) -> float | None:
+    """The value of ``family``, or None when absent or one of DCGM's blank sentinels."""
+    if family not in values:
+        return None
+    v = values[family][1]
+    return (
+        v if math.isfinite(v) and v < (INT64_BLANK if family == ENERGY_MJ else FP64_BLANK) else None
+    )
+
+
+def _order(index: str) -> tuple[int, str]:
+    return (int(index), "") if index.isdigit() else (1 << 30, index)

@@ -1,0 +1,1 @@
+"""Fakes of vendor libraries for tests (no GPU needed)."""
