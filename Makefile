@@ -28,7 +28,7 @@ agent: setup
 
 # Energy of every domain in the last 5 minutes (START=..., END=... to choose).
 energy: setup
-	$(PY) -m scoring energy --start $(or $(START),-5m) --end $(or $(END),now)
+	$(PY) -m scoring energy --start=$(or $(START),-5m) --end=$(or $(END),now)
 
 bench perf up down:
 	@echo "make $@: not built yet (see the open issues); for now: make agent, make energy" >&2

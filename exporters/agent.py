@@ -127,13 +127,17 @@ class Agent:
         self.points_total += len(self._buffer)
         self._buffer = []
 
-    def _recheck(self) -> None:
+    def _recheck(self) -> bool:
+        """Move sources that became available to the sampled ones; True if any did."""
+        found = False
         for source in list(self.waiting):
             ok, why = source.available()
             if ok:
                 log.info("%s is available now: %s", source.name, why)
                 self.waiting.remove(source)
                 self.sources.append(source)
+                found = True
+        return found
 
     def run(self, duration_s: float | None = None) -> None:
         """Sample until :meth:`stop` (or ``duration_s``), then flush everything."""
@@ -165,8 +169,9 @@ class Agent:
                     self.flush()
                     timers["flush"] = now + int(self.flush_interval_s * 1e9)
                 if self.waiting and recheck <= now:
-                    self._recheck()
                     recheck = now + int(RECHECK_S * 1e9)
+                    if self._recheck():
+                        continue  # sample the new sources now
                 wake = min([*due.values(), *timers.values(), *([end] if end else [])])
                 if self.waiting:
                     wake = min(wake, recheck)

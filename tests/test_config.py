@@ -58,7 +58,7 @@ def test_bad_config_names_key_problem_and_fix(tmp_path, text: str, message: str)
 
 
 def test_bad_environment_override_names_the_key() -> None:
-    with pytest.raises(ConfigError, match="'interval_s.power' is -1"):
+    with pytest.raises(ConfigError, match=r"'interval_s\.power' is -1"):
         load_config(env={"TUBAI_INTERVAL_S__POWER": "-1"})
 
 

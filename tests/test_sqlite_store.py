@@ -73,9 +73,7 @@ def test_two_processes_share_the_file(tmp_path) -> None:
         "from exporters.schema import Point; s = SQLiteStore(sys.argv[1]); "
         "[s.write([Point('m', {'p': sys.argv[2]}, {'i': i}, i)]) for i in range(200)]"
     )
-    procs = [
-        subprocess.Popen([sys.executable, "-c", code, str(path), tag]) for tag in ("a", "b")
-    ]
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(path), tag]) for tag in ("a", "b")]
     assert [p.wait(timeout=60) for p in procs] == [0, 0]
     with SQLiteStore(path) as store:
         assert len(store.read("m", 0, 1000, tags={"p": "a"})) == 200

@@ -1,0 +1,103 @@
+"""The sampling loop: cadence per kind, failures isolated, health points, re-checks, /metrics."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+from rapl_writer import make_tree
+
+from exporters import agent as agent_module
+from exporters.agent import Agent
+from exporters.errors import SourceError
+from exporters.metrics import serve_metrics
+from exporters.schema import Counter, Reading
+from exporters.sources.rapl import RaplSource
+from exporters.stores.sqlite import SQLiteStore
+
+
+class Ticker:
+    """A source that counts its reads and reports a steadily rising counter."""
+
+    def __init__(self, name: str, kind: str, fail: bool = False, ready: bool = True) -> None:
+        self.name, self.kind, self.fail, self.ready = name, kind, fail, ready
+        self.reads: list[int] = []
+
+    def available(self) -> tuple[bool, str]:
+        return self.ready, "ticker"
+
+    def read(self) -> list[Reading]:
+        self.reads.append(time.monotonic_ns())
+        if self.fail:
+            raise SourceError(f"{self.name} broke: replace it")
+        counter = Counter(raw=len(self.reads) * 1e6, scale=1e-6, rate_field="watts")
+        return [Reading("energy", {"domain": self.name}, counters={"joules_total": counter})]
+
+
+def test_each_kind_keeps_its_cadence_without_drift(tmp_path) -> None:
+    fast, slow = Ticker("fast", "power"), Ticker("slow", "system")
+    with SQLiteStore(tmp_path / "a.db") as store:
+        Agent([fast, slow], store, "h", {"power": 0.02, "system": 0.25}).run(duration_s=1.0)
+        points = store.read("energy", 0, 2**62, tags={"domain": "fast"})
+    assert 45 <= len(fast.reads) <= 51
+    assert 4 <= len(slow.reads) <= 5
+    gaps = [b - a for a, b in zip(fast.reads, fast.reads[1:])]
+    assert sum(gaps) / len(gaps) == pytest.approx(0.02e9, rel=0.05)
+    assert len(points) == len(fast.reads)
+    assert all(p.tags["host"] == "h" for p in points)
+
+
+def test_a_failing_source_is_recorded_and_the_others_go_on(tmp_path) -> None:
+    good, bad = Ticker("good", "power"), Ticker("bad", "power", fail=True)
+    with SQLiteStore(tmp_path / "a.db") as store:
+        agent = Agent([bad, good], store, "h", {"power": 0.05, "system": 0.2})
+        agent.run(duration_s=0.6)
+        health = store.read("agent", 0, 2**62)
+        energy = store.read("energy", 0, 2**62)
+    ok = {(p.tags["collector"], p.fields["ok"]) for p in health if "ok" in p.fields}
+    assert ok == {("good", True), ("bad", False)}
+    assert len(bad.reads) >= 10
+    assert {p.tags["domain"] for p in energy} == {"good"}
+    own = [p for p in health if p.tags["collector"] == "agent"]
+    assert own[-1].fields["cpu_seconds_total"] > 0
+    assert agent.points_total == len(energy) + len(health)
+
+
+def test_sources_unavailable_at_start_are_checked_again(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(agent_module, "RECHECK_S", 0.2)
+    late = Ticker("late", "power", ready=False)
+    with SQLiteStore(tmp_path / "a.db") as store:
+        agent = Agent([], store, "h", {"power": 0.05}, waiting=[late])
+        threading.Timer(0.3, lambda: setattr(late, "ready", True)).start()
+        start = time.monotonic_ns()
+        agent.run(duration_s=1.0)
+    assert late in agent.sources and not agent.waiting
+    assert 0.3e9 <= late.reads[0] - start <= 0.6e9  # picked up at the first re-check after
+    assert len(late.reads) >= 8
+
+
+def test_metrics_endpoint_serves_latest_values(tmp_path) -> None:
+    make_tree(tmp_path / "sys", {"package-0": 262_143.0})
+    source = RaplSource(tmp_path / "sys")
+    assert source.available()[0]
+    with SQLiteStore(tmp_path / "a.db") as store:
+        agent = Agent([source], store, "lab1")
+        agent.sample(source)
+        (tmp_path / "sys/class/powercap/intel-rapl:0/energy_uj").write_text("5000000\n")
+        agent.sample(source)
+        port = serve_metrics(agent, 0)
+        text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    joules = families["tubai_energy_joules"].samples[0]
+    assert joules.value == 5.0
+    assert joules.labels == {
+        "domain": "package-0",
+        "estimated": "false",
+        "host": "lab1",
+        "source": "rapl",
+    }
+    assert families["tubai_energy_joules"].type == "counter"
+    assert families["tubai_energy_watts"].type == "gauge"

@@ -1,0 +1,73 @@
+"""The command-line contract: bad input gets one line naming the problem and fix, exit 2."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from exporters.schema import Point, energy_tags
+from exporters.stores.sqlite import SQLiteStore
+
+
+def cli(*args: str, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", *args], capture_output=True, text=True, timeout=60, cwd=cwd
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (("exporters", "run", "--store", "mysql://x/y"), "unknown scheme"),
+        (("exporters", "run", "--store", "sqlite://"), "names no file"),
+        (("exporters", "run", "--interval", "0"), "not a number of seconds above 0"),
+        (("exporters", "run", "--duration", "soon"), "not a number of seconds above 0"),
+        (("exporters", "run", "--config", "/nonexistent.yaml"), "cannot read config file"),
+        (("exporters", "run", "--metrics-port", "99999"), "'metrics.port' is 99999"),
+        (("exporters", "launch"), "invalid choice"),
+        (("scoring", "energy", "--start", "yesterday"), "RFC 3339"),
+        (("scoring", "energy", "--start", "now", "--end=-1h"), "is not after --start"),
+        (("scoring", "energy"), "--start"),
+        (("scoring", "energy", "--start=-1h", "--store", "influxdb://h:8086/"), "database"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2(tmp_path, args, words) -> None:
+    result = cli(*args, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and words in lines[0], result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_scoring_energy_prints_a_table_and_json(tmp_path) -> None:
+    s = 1_000_000_000
+    with SQLiteStore(tmp_path / "x.db") as store:
+        tags = {**energy_tags("rapl", "package-0"), "host": "lab1"}
+        store.write(Point("energy", tags, {"joules_total": 10.0 * i}, i * s) for i in range(11))
+    url = f"sqlite:///{tmp_path}/x.db"
+    table = cli("scoring", "energy", "--store", url, "--start", str(2 * s), "--end", str(7 * s))
+    assert table.returncode == 0, table.stderr
+    assert "package-0" in table.stdout and "total 50.000 J" in table.stdout
+    out = cli("scoring", "energy", "--store", url, "--start", str(2 * s), "--end", str(7 * s),
+              "--json")  # fmt: skip
+    doc = json.loads(out.stdout)
+    assert doc["total_joules"] == pytest.approx(50.0)
+    assert doc["domains"][0] | {"joules": 50.0} == {
+        "host": "lab1", "source": "rapl", "domain": "package-0", "joules": 50.0,
+        "method": "counter", "estimated": False, "coverage": 1.0, "counted": True,
+        "samples": 6, "power_joules": None, "mismatch": False,
+    }  # fmt: skip
+    assert doc["start"] == "1970-01-01T00:00:02.000000000Z"
+
+
+def test_doctor_explains_every_source(tmp_path) -> None:
+    result = cli("exporters", "doctor", "--sysfs-root", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    lines = {line.split()[0]: line for line in result.stdout.splitlines() if line[:1].strip()}
+    assert set(lines) == {"rapl", "nvml", "dcgm", "system", "cpu_model"}
+    assert "modprobe intel_rapl_msr" in lines["rapl"]
+    assert "Used here because no RAPL domain is readable" in lines["cpu_model"]
+    assert "disabled" in lines["dcgm"]
