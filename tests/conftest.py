@@ -1,0 +1,41 @@
+"""Shared fixtures.
+
+InfluxDB: ``influxd`` yields an :class:`influxd.InfluxTarget`: one real ``influxd`` per test
+session (``influxd_server``) and a fresh database name per test (``.url``, ``.http``,
+``.database``, ``.stop()``, ``.start()``, ``.query(q)``). Where ``influxd`` is not installed the
+tests are skipped, unless ``TUBAI_REQUIRE_INFLUXDB=1`` makes that a failure.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Iterator
+
+import pytest
+from influxd import InfluxD, InfluxTarget, find_influxd
+
+_INFLUXD_MISSING = "influxd not found: apt-get install influxdb (Debian) to run the InfluxDB tests"
+_databases = itertools.count(1)
+
+
+@pytest.fixture(scope="session")
+def influxd_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InfluxD]:
+    """One ``influxd`` for the whole session, on free loopback ports."""
+    binary = find_influxd()
+    if binary is None:
+        if os.environ.get("TUBAI_REQUIRE_INFLUXDB") == "1":
+            pytest.fail(f"{_INFLUXD_MISSING} (TUBAI_REQUIRE_INFLUXDB=1 requires them)")
+        pytest.skip(_INFLUXD_MISSING)
+    server = InfluxD(tmp_path_factory.mktemp("influxd"), binary)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def influxd(influxd_server: InfluxD) -> Iterator[InfluxTarget]:
+    """The session's ``influxd`` with a database name (``tubai_test_<n>``) of this test's own."""
+    yield InfluxTarget(influxd_server, f"tubai_test_{next(_databases)}")
+    if not influxd_server.running:  # a test that stopped it must not break the next ones
+        influxd_server.start()
