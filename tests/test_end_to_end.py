@@ -13,6 +13,7 @@ import time
 import pytest
 from rapl_writer import ProfileWriter, make_tree, steps
 
+from exporters.stores.influxdb import InfluxDBStore
 from exporters.stores.sqlite import SQLiteStore
 
 S = 1_000_000_000
@@ -25,13 +26,22 @@ def profile(domain: str, t: float) -> float:
     return PACKAGE(t) if domain == "package-0" else DRAM(t)
 
 
+ENV = {**os.environ, "TUBAI_SOURCES__NVML__ENABLED": "false"}
+
+
 def _agent(tmp_path, store_url: str, *extra: str) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "exporters", "run", "--sysfs-root", str(tmp_path / "sys"),
          "--store", store_url, "--interval", "0.05", *extra],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "TUBAI_SOURCES__NVML__ENABLED": "false"},
+        env={**ENV, "TUBAI_SPOOL_DIR": str(tmp_path / "spool")},
     )  # fmt: skip
+
+
+def _open(url: str, tmp_path):
+    if url.startswith("sqlite"):
+        return SQLiteStore(url.removeprefix("sqlite:///"))
+    return InfluxDBStore.from_url(url, spool_dir=tmp_path / "test-spool")
 
 
 @pytest.fixture
@@ -43,12 +53,18 @@ def writer(tmp_path):
     w.stop()
 
 
-def test_window_energy_matches_the_truth_within_0_1_percent(tmp_path, writer) -> None:
-    store_url = f"sqlite:///{tmp_path}/e2e.db"
+@pytest.fixture(params=["sqlite", pytest.param("influxdb", marks=pytest.mark.influxdb)])
+def store_url(request, tmp_path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/e2e.db"
+    return request.getfixturevalue("influxd").url
+
+
+def test_window_energy_matches_the_truth_within_0_1_percent(tmp_path, writer, store_url) -> None:
     agent = _agent(tmp_path, store_url, "--duration", "5")
     _, err = agent.communicate(timeout=60)
     assert agent.returncode == 0, err
-    with SQLiteStore(tmp_path / "e2e.db") as store:
+    with _open(store_url, tmp_path) as store:
         samples = store.read("energy", 0, 2**62, tags={"domain": "package-0"})
         first, last = samples[0].time_ns, samples[-1].time_ns
         wraps = store.read("agent", 0, 2**62, tags={"collector": "agent"})[-1]
@@ -64,6 +80,7 @@ def test_window_energy_matches_the_truth_within_0_1_percent(tmp_path, writer) ->
         [sys.executable, "-m", "scoring", "energy", "--store", store_url,
          "--start", str(start), "--end", str(end), "--json"],
         capture_output=True, text=True, check=True,
+        env={**ENV, "TUBAI_SPOOL_DIR": str(tmp_path / "reader-spool")},
     )  # fmt: skip
     report = json.loads(result.stdout)
     domains = {d["domain"]: d for d in report["domains"]}
