@@ -3,7 +3,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: setup test lint doctor agent energy bench perf up down clean
+.PHONY: setup test lint doctor agent energy bench models perf up down clean
 
 setup: $(STAMP)
 
@@ -30,8 +30,23 @@ agent: setup
 energy: setup
 	$(PY) -m scoring energy --start=$(or $(START),-5m) --end=$(or $(END),now)
 
-bench perf up down:
-	@echo "make $@: not built yet (see the open issues); for now: make agent, make energy" >&2
+# make bench [MODEL=efficientnetv2_s] [DATA=/path/to/ILSVRC2012/val|synthetic|digits]
+#            [LIMIT=N] [BATCH=32] [REPEATS=1] [WEIGHTS=auto] [IDLE=S] [STORE=URL]
+MODEL   ?= digits_cnn
+DATA    ?= auto
+BATCH   ?= 32
+REPEATS ?= 1
+WEIGHTS ?= auto
+bench: setup
+	$(PY) -m benchmark run --model $(MODEL) --data $(DATA) --batch-size $(BATCH) \
+		--repeats $(REPEATS) --weights $(WEIGHTS) $(if $(LIMIT),--limit $(LIMIT)) \
+		$(if $(IDLE),--idle $(IDLE)) $(if $(STORE),--store $(STORE))
+
+models: setup
+	$(PY) -m benchmark models
+
+perf up down:
+	@echo "make $@: not built yet (see the open issues)" >&2
 	@exit 1
 
 clean:

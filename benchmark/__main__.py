@@ -1,0 +1,143 @@
+"""``python -m benchmark``: ``run`` a model over a dataset as measured windows; list ``models``."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+
+from exporters.cli import ArgumentParser, main_guard, positive_float, setup_logging
+from exporters.errors import UsageError
+
+
+def _positive_int(text: str) -> int:
+    import argparse
+
+    if not re.fullmatch(r"\d+", text.strip()) or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number above 0")
+    return int(text)
+
+
+def _idle(text: str) -> float:
+    return 0.0 if text.strip() in ("0", "0.0") else positive_float(text)
+
+
+def _parser() -> ArgumentParser:
+    parser = ArgumentParser(prog="python -m benchmark", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run a model over a dataset, each pass a measured window")
+    run.add_argument("--model", required=True, help="a registry name (python -m benchmark models)")
+    run.add_argument(
+        "--data",
+        default="auto",
+        help="ILSVRC2012 val directory, 'synthetic', 'digits', or 'auto' (digits for "
+        "digits_cnn, synthetic otherwise)",
+    )
+    run.add_argument("--batch-size", type=_positive_int, default=32)
+    run.add_argument("--limit", type=_positive_int, help="at most this many images")
+    run.add_argument("--repeats", type=_positive_int, default=1, help="measured passes (1)")
+    run.add_argument(
+        "--weights", default="auto", help="auto (imagenet, else random), imagenet, random, or a "
+        ".keras/.h5 file",
+    )  # fmt: skip
+    run.add_argument("--idle", type=_idle, default=0.0, help="seconds of idle baseline first")
+    run.add_argument("--store", help="store URL (default TUBAI_STORE or sqlite:///data/tubai.db)")
+    run.add_argument("--run-id", help="name of the run (default: model, time and a random tag)")
+    run.add_argument("--json", action="store_true", help="print one JSON document")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    models = sub.add_parser("models", help="list the model registry")
+    models.add_argument("--json", action="store_true")
+    return parser
+
+
+def _check_run_id(run_id: str | None) -> None:
+    if run_id is None:
+        return
+    if not run_id.strip() or len(run_id) > 200 or re.search(r"[\t\n\r]", run_id):
+        raise UsageError(
+            f"--run-id {run_id!r} is not usable: give 1 to 200 characters without tabs or "
+            "line breaks"
+        )
+
+
+def _table(summaries: list[dict]) -> str:
+    head = (
+        f"{'run':34} {'images':>7} {'seconds':>8} {'img/s':>8} {'joules':>10} "
+        f"{'uWh/inf':>9} {'top-1':>6} {'accuracy':9} {'composite':>9}"
+    )
+    rows = [head]
+    for s in summaries:
+
+        def num(key: str, fmt: str, s=s) -> str:
+            return format(s[key], fmt) if s[key] is not None else "-"
+
+        rows.append(
+            f"{s['run_id'][:34]:34} {s['images']:7d} {s['seconds']:8.2f} "
+            f"{s['images_per_s']:8.1f} {num('joules', '10.2f'):>10} "
+            f"{num('uwh_per_inference', '9.4f'):>9} {num('top1', '6.3f'):>6} "
+            f"{s['accuracy_source']:9} {num('composite', '9.2f'):>9}"
+        )
+    last = summaries[-1]
+    if last["estimated"]:
+        rows.append("ENERGY IS ESTIMATED from CPU utilisation (no RAPL or GPU counter readable): "
+                    "see python -m exporters doctor")  # fmt: skip
+    if last["joules"] is None:
+        rows.append("no energy was measured: python -m exporters doctor says why")
+    if last["coverage"] is not None and last["coverage"] < 1:
+        rows.append(f"samples cover only {last['coverage']:.1%} of the window")
+    if last["idle_watts"] is not None:
+        rows.append(f"idle baseline {last['idle_watts']:.2f} W; net of idle: "
+                    + ", ".join(f"{s['net_joules']:.2f} J" for s in summaries))  # fmt: skip
+    rows.extend(f"note: {n}" for n in last["notes"])
+    return "\n".join(rows)
+
+
+def run(args) -> int:
+    from benchmark.runner import RunOptions, run_benchmark
+    from benchmark.sampling import Sampler
+    from exporters.stores import open_store
+
+    _check_run_id(args.run_id)
+    opts = RunOptions(
+        model=args.model, data=args.data, batch_size=args.batch_size, limit=args.limit,
+        repeats=args.repeats, weights=args.weights, idle_s=args.idle, run_id=args.run_id,
+        progress=not args.no_progress and sys.stderr.isatty(),
+    )  # fmt: skip
+    from benchmark.models import get_spec
+
+    get_spec(opts.model)  # a bad name fails before anything starts
+    with open_store(args.store) as store, Sampler(store) as sampler:
+        for note in sampler.notes:
+            print(f"sampling: {note}", file=sys.stderr)
+        results = run_benchmark(opts, store, sampler)
+    summaries = [r.summary() for r in results]
+    if args.json:
+        json.dump({"runs": summaries}, sys.stdout, indent=2)
+        print()
+    else:
+        print(_table(summaries))
+    return 0
+
+
+def models(args) -> int:
+    from benchmark.models import registry_json, registry_table
+
+    if args.json:
+        json.dump(registry_json(), sys.stdout, indent=2)
+        print()
+    else:
+        print(registry_table())
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    args = _parser().parse_args(argv)
+    setup_logging()
+    command = {"run": run, "models": models}[args.command]
+    return main_guard("benchmark", lambda: command(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
