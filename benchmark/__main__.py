@@ -94,7 +94,7 @@ def _table(summaries: list[dict]) -> str:
 
 
 def run(args) -> int:
-    from benchmark.runner import RunOptions, run_benchmark
+    from benchmark.runner import RunOptions, prepare, run_benchmark
     from benchmark.sampling import Sampler
     from exporters.stores import open_store
 
@@ -104,13 +104,10 @@ def run(args) -> int:
         repeats=args.repeats, weights=args.weights, idle_s=args.idle, run_id=args.run_id,
         progress=not args.no_progress and sys.stderr.isatty(),
     )  # fmt: skip
-    from benchmark.models import get_spec
-
-    get_spec(opts.model)  # a bad name fails before anything starts
+    prepared = prepare(opts)  # bad input fails here, before anything starts
     with open_store(args.store) as store, Sampler(store) as sampler:
-        for note in sampler.notes:
-            print(f"sampling: {note}", file=sys.stderr)
-        results = run_benchmark(opts, store, sampler)
+        print(f"sampling: {sampler.describe()}", file=sys.stderr)
+        results = run_benchmark(opts, store, sampler, prepared)
     summaries = [r.summary() for r in results]
     if args.json:
         json.dump({"runs": summaries}, sys.stdout, indent=2)

@@ -15,6 +15,7 @@ import os
 import secrets
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -26,6 +27,8 @@ from exporters.window import WindowEnergy, window_energy
 from scoring.scores import composite, uwh_per_inference
 
 log = logging.getLogger(__name__)
+
+MIN_SAMPLES = 20
 
 
 @dataclass(frozen=True)
@@ -123,17 +126,32 @@ class _Accuracy:
         self.n += len(labels)
 
 
+def _reason(e: BaseException) -> str:
+    """One line: the exception's type and message (TensorFlow keeps it in ``.message``)."""
+    text = getattr(e, "message", None) or str(e)
+    return f"{type(e).__name__}: {' '.join(text.split())}"
+
+
 def _batches(ds, backend: str):
     return ds.as_numpy_iterator() if backend != "tensorflow" else iter(ds)
 
 
-def run_benchmark(opts: RunOptions, store: Store, sampler: Sampler) -> list[RunResult]:
-    """Run ``opts.repeats`` measured passes; returns one result per pass, energy included."""
-    import keras
-    from tqdm import tqdm
+@dataclass
+class Prepared:
+    """What a benchmark needs before any window opens: all bad input is found here."""
 
+    spec: Any
+    dataset: Any
+    model: Any
+    weights: str
+    backend: str
+    notes: list[str]
+
+
+def prepare(opts: RunOptions) -> Prepared:
+    """Resolve the model, open the dataset and build the model with its weights."""
     from benchmark.datasets import open_dataset
-    from benchmark.models import build_model, count_macs, get_spec
+    from benchmark.models import build_model, get_spec
 
     spec = get_spec(opts.model)
     data = opts.data
@@ -141,7 +159,6 @@ def run_benchmark(opts: RunOptions, store: Store, sampler: Sampler) -> list[RunR
         data = "digits" if spec.family == "digits" else "synthetic"
     dataset = open_dataset(data, spec, opts.limit)
     model, weights = build_model(spec, opts.weights)
-    backend = keras.backend.backend()
     notes = []
     if weights == "random" and dataset.labeled:
         notes.append("random weights: measured accuracy is meaningless, energy is real")
@@ -149,6 +166,24 @@ def run_benchmark(opts: RunOptions, store: Store, sampler: Sampler) -> list[RunR
         notes.append(f"{dataset.name} has no labels: accuracy is the published figure")
     if getattr(dataset, "complete", True) is False:
         notes.append(f"partial ILSVRC2012 validation set: {dataset.size} of 50,000 images")
+    import keras
+
+    return Prepared(spec, dataset, model, weights, keras.backend.backend(), notes)
+
+
+def run_benchmark(
+    opts: RunOptions, store: Store, sampler: Sampler, prepared: Prepared | None = None
+) -> list[RunResult]:
+    """Run ``opts.repeats`` measured passes; returns one result per pass, energy included."""
+    import keras
+    from tqdm import tqdm
+
+    from benchmark.models import count_macs
+
+    p = prepared or prepare(opts)
+    spec, dataset, model, weights, backend, notes = (
+        p.spec, p.dataset, p.model, p.weights, p.backend, list(p.notes)
+    )  # fmt: skip
     base_id = opts.run_id or default_run_id(spec.name)
     ds = dataset.batches(opts.batch_size)
 
@@ -163,6 +198,7 @@ def run_benchmark(opts: RunOptions, store: Store, sampler: Sampler) -> list[RunR
 
     for x, _ in _batches(ds.take(opts.warmup_batches), backend):
         model.predict_on_batch(x)
+    warmup_end_ns = time.time_ns()
 
     results = []
     for repeat in range(1, opts.repeats + 1):
@@ -172,7 +208,10 @@ def run_benchmark(opts: RunOptions, store: Store, sampler: Sampler) -> list[RunR
         bar = tqdm(
             total=dataset.size, unit="img", disable=not opts.progress, desc=run_id, leave=False
         )
-        start_ns = write_event(store, tags, "start", repeat=repeat, repeats=opts.repeats)
+        start_ns = write_event(
+            store, tags, "start", repeat=repeat, repeats=opts.repeats,
+            warmup_batches=opts.warmup_batches, warmup_end=format_time(warmup_end_ns),
+        )  # fmt: skip
         try:
             for x, y in _batches(ds, backend):
                 scores = np.asarray(model.predict_on_batch(x))
@@ -182,7 +221,7 @@ def run_benchmark(opts: RunOptions, store: Store, sampler: Sampler) -> list[RunR
                 if watts is not None:
                     bar.set_postfix(watts=f"{watts:.1f}", refresh=False)
         except BaseException as e:
-            reason = "interrupted (Ctrl-C)" if isinstance(e, KeyboardInterrupt) else repr(e)
+            reason = "interrupted (Ctrl-C)" if isinstance(e, KeyboardInterrupt) else _reason(e)
             write_event(store, tags, "fail", reason=reason[:1000])
             store.flush()
             raise
@@ -197,7 +236,8 @@ def run_benchmark(opts: RunOptions, store: Store, sampler: Sampler) -> list[RunR
             inferences=accuracy.n, top1=top1, top5=top5,
             accuracy_source="measured" if measured else "published",
             batch_size=opts.batch_size, params=spec.params or model.count_params(),
-            macs=spec.macs or count_macs(model), weights=weights, duration_s=(end_ns - start_ns) / 1e9,
+            macs=spec.macs or count_macs(model), weights=weights,
+            duration_s=(end_ns - start_ns) / 1e9,
             repeat=repeat, repeats=opts.repeats, published_top1=spec.top1,
             idle_watts=idle_watts, keras=keras.__version__, pid=os.getpid(),
         )  # fmt: skip
@@ -218,6 +258,13 @@ def run_benchmark(opts: RunOptions, store: Store, sampler: Sampler) -> list[RunR
                 idle_watts=idle_watts,
                 notes=notes,
             )
+        )
+    shortest = min(r.duration_s for r in results)
+    interval = sampler.config["interval_s"]["power"]
+    if shortest < MIN_SAMPLES * interval:
+        notes.append(
+            f"a window of {shortest:.2f} s spans fewer than {MIN_SAMPLES} power samples: "
+            "raise --limit or the batch count for a steadier figure"
         )
     store.flush()
     sampler.wait_past(results[-1].end_ns)

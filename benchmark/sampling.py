@@ -38,6 +38,7 @@ class Sampler:
         self.agent: Agent | None = None
         self._thread: threading.Thread | None = None
         self.notes: list[str] = []
+        self.external = False
 
     def _recent(self, since_ns: int) -> list:
         try:
@@ -49,7 +50,7 @@ class Sampler:
 
     def start(self) -> Sampler:
         if self._recent(time.time_ns() - int(FRESH_S * 1e9)):
-            self.notes.append("an exporter already samples this host: only marking windows")
+            self.external = True
             return self
         sources, waiting, self.notes = build_sources(self.config)
         self.agent = Agent(
@@ -65,6 +66,20 @@ class Sampler:
         interval = self.config["interval_s"]["power"]
         time.sleep(2.5 * interval)  # samples before the first window opens
         return self
+
+    def describe(self) -> str:
+        """One line: who samples, and with which sources."""
+        if self.external:
+            return f"an exporter already samples {self.host} into this store: marking windows"
+        if self.agent is None:
+            return "not started"
+        used = ", ".join(s.name for s in self.agent.sources) or "nothing"
+        missing = [n.split(":")[0] for n in self.notes if ": not available:" in n]
+        estimate = " (cpu_model is an ESTIMATE)" if "cpu_model" in used else ""
+        line = f"{used}{estimate}"
+        if missing:
+            line += f"; not available: {', '.join(missing)} (python -m exporters doctor says why)"
+        return line
 
     def wait_past(self, t_ns: int, timeout_s: float = 15.0) -> bool:
         """Block until every energy series of this host has a stored sample after ``t_ns``."""

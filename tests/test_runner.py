@@ -1,0 +1,163 @@
+"""The benchmark runner on real Keras models: events, windows, accuracy, failures, hostile ids."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from rapl_writer import ProfileWriter, make_tree
+
+from benchmark.records import RunTags, read_events, write_event
+from benchmark.runner import RunOptions, run_benchmark
+from benchmark.sampling import Sampler
+from exporters.config import load_config
+from exporters.stores.influxdb import InfluxDBStore
+from exporters.stores.sqlite import SQLiteStore
+from exporters.times import parse_time
+
+tf = pytest.importorskip("tensorflow")
+
+WRAPS = {"package-0": 262_143.0}
+
+
+@pytest.fixture
+def machine(tmp_path, monkeypatch):
+    """A RAPL tree drawing a constant 30 W, as this host's only energy source."""
+    zones = make_tree(tmp_path / "sys", WRAPS)
+    monkeypatch.setenv("TUBAI_SYSFS_ROOT", str(tmp_path / "sys"))
+    monkeypatch.setenv("TUBAI_SOURCES__NVML__ENABLED", "false")
+    monkeypatch.chdir(tmp_path)  # data/models (the digits cache) lands here
+    writer = ProfileWriter(zones, WRAPS, lambda domain, t: 30.0 * t)
+    writer.start()
+    yield writer
+    writer.stop()
+
+
+def run(store, **options):
+    with Sampler(store, host="h", config=load_config()) as sampler:
+        return run_benchmark(RunOptions(progress=False, **options), store, sampler)
+
+
+def test_random_weights_on_synthetic_images(tmp_path, machine) -> None:
+    with SQLiteStore(tmp_path / "b.db") as store:
+        (result,) = run(
+            store, model="mobilenetv3_small", data="synthetic", limit=48, batch_size=16,
+            weights="random", run_id="syn",
+        )  # fmt: skip
+        events = read_events(store, "syn")
+    start, end = events
+    assert [e.fields["event"] for e in events] == ["start", "end"]
+    assert start.tags == {
+        "run_id": "syn", "model": "mobilenetv3_small", "backend": "tensorflow",
+        "dataset": "synthetic", "host": "h",
+    }  # fmt: skip
+    assert parse_time(start.fields["warmup_end"]) <= start.time_ns  # warm-up is outside
+    assert end.fields["inferences"] == 48 and end.fields["accuracy_source"] == "published"
+    assert end.fields["top1"] == pytest.approx(0.681) and end.fields["weights"] == "random"
+    assert end.fields["params"] == 2_554_968 and end.fields["macs"] > 5e7
+    assert end.fields["duration_s"] == pytest.approx((end.time_ns - start.time_ns) / 1e9)
+    summary = result.summary()
+    assert summary["joules"] == pytest.approx(30.0 * result.duration_s, rel=0.02)
+    assert summary["composite"] == pytest.approx(0.681**2 / (summary["uwh_per_inference"] / 1000))
+
+
+def test_class_folders_measure_accuracy_with_known_labels(tmp_path, machine) -> None:
+    from benchmark.datasets import imagenet_wnids
+
+    wnids = imagenet_wnids()
+    for index in (0, 500, 999):
+        folder = tmp_path / "val" / wnids[index]
+        folder.mkdir(parents=True)
+        for k in range(3):
+            pixels = np.full((60, 80, 3), (index // 4 + k * 20) % 256, np.uint8)
+            (folder / f"ILSVRC2012_val_{index:05d}{k}.JPEG").write_bytes(
+                tf.io.encode_jpeg(pixels).numpy()
+            )
+    with SQLiteStore(tmp_path / "b.db") as store:
+        (result,) = run(
+            store, model="mobilenetv2", data=str(tmp_path / "val"), batch_size=4,
+            weights="random", run_id="folders",
+        )  # fmt: skip
+    assert result.inferences == 9 and result.accuracy_source == "measured"
+    assert result.dataset.startswith("ilsvrc2012-val:")
+    assert any("partial ILSVRC2012 validation set: 9 of 50,000" in n for n in result.notes)
+    assert any("random weights" in n for n in result.notes)
+
+
+def test_a_run_that_breaks_leaves_a_fail_event_and_no_end(tmp_path, machine) -> None:
+    from benchmark.datasets import imagenet_wnids
+
+    folder = tmp_path / "val" / imagenet_wnids()[1]
+    folder.mkdir(parents=True)
+    good = tf.io.encode_jpeg(np.zeros((40, 40, 3), np.uint8)).numpy()
+    for k in range(8):
+        (folder / f"img{k}.JPEG").write_bytes(good if k != 6 else good[: len(good) // 3])
+    with SQLiteStore(tmp_path / "b.db") as store:
+        with pytest.raises(Exception, match=r"(?i)jpeg|corrupt|invalid"):
+            run(
+                store, model="mobilenetv3_small", data=str(tmp_path / "val"), batch_size=2,
+                weights="random", run_id="broken", warmup_batches=1,
+            )  # fmt: skip
+        events = read_events(store, "broken")
+    assert [e.fields["event"] for e in events] == ["start", "fail"]
+    assert "jpeg" in events[1].fields["reason"].lower()
+
+
+def test_repeats_are_separate_windows(tmp_path, machine) -> None:
+    with SQLiteStore(tmp_path / "b.db") as store:
+        results = run(store, model="digits_cnn", limit=900, batch_size=64, repeats=3, run_id="rep")
+    assert [r.run_id for r in results] == ["rep.1", "rep.2", "rep.3"]
+    assert all(a.end_ns <= b.start_ns for a, b in itertools.pairwise(results))
+    assert all(r.top1 > 0.9 and r.accuracy_source == "measured" for r in results)
+    assert all(r.energy.total_joules > 0 for r in results)
+
+
+def test_digits_end_to_end_through_the_command_line(tmp_path, machine) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmark", "run", "--model", "digits_cnn", "--limit", "2000",
+         "--store", f"sqlite:///{tmp_path}/cli.db", "--json", "--idle", "0.5"],
+        capture_output=True, text=True, timeout=300, env=os.environ.copy(),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    (run_summary,) = json.loads(result.stdout)["runs"]
+    assert run_summary["top1"] > 0.9 and run_summary["accuracy_source"] == "measured"
+    assert run_summary["images"] == 2000
+    assert run_summary["estimated"] is False  # RAPL (the fixture) measured it
+    assert run_summary["idle_watts"] == pytest.approx(30.0, rel=0.02)
+    assert run_summary["net_joules"] == pytest.approx(0.0, abs=0.02 * run_summary["joules"])
+
+
+HOSTILE = ['it\'s "quoted"', "a b,c=d", "back\\slash", "'; DROP TABLE points; --", "ünï ✓"]
+
+
+@pytest.fixture(params=["sqlite", pytest.param("influxdb", marks=pytest.mark.influxdb)])
+def store(request, tmp_path):
+    if request.param == "sqlite":
+        opened = SQLiteStore(tmp_path / "r.db")
+    else:
+        influxd = request.getfixturevalue("influxd")
+        opened = InfluxDBStore.from_url(influxd.url, spool_dir=tmp_path / "spool")
+    with opened as s:
+        yield s
+
+
+@pytest.mark.parametrize("name", HOSTILE)
+def test_hostile_run_ids_and_model_names_round_trip(store, name) -> None:
+    tags = RunTags(run_id=name, model=name, backend="tensorflow", dataset="synthetic", host="h")
+    other = RunTags(run_id="plain", model="m", backend="tensorflow", dataset="synthetic", host="h")
+    write_event(store, tags, "start", 1_000)
+    write_event(store, other, "start", 1_500)
+    write_event(store, tags, "end", 2_000, inferences=5, weights=name)
+    store.flush()
+    events = read_events(store, name)
+    assert [(e.tags["run_id"], e.tags["model"], e.fields["event"]) for e in events] == [
+        (name, name, "start"),
+        (name, name, "end"),
+    ]
+    assert events[1].fields["weights"] == name
+    assert [e.tags["run_id"] for e in read_events(store, "plain")] == ["plain"]
