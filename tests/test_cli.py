@@ -13,7 +13,8 @@ from exporters.schema import Point, energy_tags
 from exporters.stores.sqlite import SQLiteStore
 
 TF_LOG = re.compile(
-    r"^([IWEF]\d{4} \S+ +\d+ \S+:\d+\] |WARNING: All log messages before absl|Downloading data from)"
+    r"^([IWEF]\d{4} \S+ +\d+ \S+:\d+\] "
+    r"|WARNING: All log messages before absl|Downloading data from)"
 )
 
 
