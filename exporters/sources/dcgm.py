@@ -20,6 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from exporters.errors import SourceError, SourceUnavailable
 from exporters.schema import ENERGY, GPU, Counter, Reading, energy_tags
+from exporters.sources.nvml import gpu_inventory
 
 MIB = 2**20
 POWER, ENERGY_MJ = "DCGM_FI_DEV_POWER_USAGE", "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION"
@@ -122,13 +123,7 @@ class DcgmSource:
             readings = self.read()
         except SourceError as e:
             return False, str(e)
-        counter = {r.tags["domain"] for r in readings if r.measurement == ENERGY and r.counters}
-        parts = [
-            f"gpu{r.tags['gpu']} {r.tags['name']} "
-            + ("(energy counter)" if f"gpu{r.tags['gpu']}" in counter else "(power only)")
-            for r in readings
-            if r.measurement == GPU
-        ]
+        parts = gpu_inventory(readings)
         plural = "s" if len(parts) != 1 else ""
         return True, f"dcgm-exporter at {self.url}: {len(parts)} GPU{plural}: " + ", ".join(parts)
 

@@ -137,14 +137,7 @@ class NvmlSource:
             readings = self.read()
         except SourceError as e:
             return False, str(e)
-        energy = {r.tags["domain"]: r for r in readings if r.measurement == ENERGY}
-        parts = []
-        for r in readings:
-            if r.measurement == GPU:
-                e = energy.get(f"gpu{r.tags['gpu']}")
-                what = "energy counter" if e and e.counters else "power only" if e else "no power"
-                parts.append(f"gpu{r.tags['gpu']} {r.tags['name']} ({what})")
-        parts += self.last_errors
+        parts = gpu_inventory(readings) + self.last_errors
         return True, f"{len(parts)} GPU{'s' if len(parts) != 1 else ''}: " + ", ".join(parts)
 
     def close(self) -> None:
@@ -155,6 +148,18 @@ class NvmlSource:
                 self._nvml.nvmlShutdown()
             except self._nvml.NVMLError as e:
                 log.debug("nvmlShutdown: %s", e)
+
+
+def gpu_inventory(readings: list[Reading]) -> list[str]:
+    """ "gpu0 NAME (energy counter)" per GPU in ``readings`` (NVML's or dcgm-exporter's)."""
+    energy = {r.tags["domain"]: r for r in readings if r.measurement == ENERGY}
+    parts = []
+    for r in readings:
+        if r.measurement == GPU:
+            e = energy.get(f"gpu{r.tags['gpu']}")
+            what = "energy counter" if e and e.counters else "power only" if e else "no power"
+            parts.append(f"gpu{r.tags['gpu']} {r.tags['name']} ({what})")
+    return parts
 
 
 def _text(value: str | bytes) -> str:
