@@ -3,7 +3,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: setup test lint doctor agent energy bench models perf up down clean
+.PHONY: setup test lint doctor agent energy bench models score report perf up down clean
 
 setup: $(STAMP)
 
@@ -46,6 +46,15 @@ bench: setup
 
 models: setup
 	$(PY) -m benchmark models
+
+# Score finished runs (writes score points), then print runs, repeats and rankings.
+score: setup
+	$(PY) -m scoring serve --once --grace 2 $(if $(STORE),--store $(STORE))
+	$(PY) -m scoring runs $(if $(STORE),--store $(STORE))
+
+# A self-contained HTML report with CSV, JSON and charts (OUT=report by default).
+report: setup
+	$(PY) -m scoring report --out $(or $(OUT),report) $(if $(STORE),--store $(STORE))
 
 perf up down:
 	@echo "make $@: not built yet (see the open issues)" >&2

@@ -54,10 +54,10 @@ def _parser() -> ArgumentParser:
 def _check_run_id(run_id: str | None) -> None:
     if run_id is None:
         return
-    if not run_id.strip() or len(run_id) > 200 or re.search(r"[\t\n\r]", run_id):
+    if not run_id.strip() or len(run_id) > 200 or re.search(r"[\t\n\r]|\\$", run_id):
         raise UsageError(
-            f"--run-id {run_id!r} is not usable: give 1 to 200 characters without tabs or "
-            "line breaks"
+            f"--run-id {run_id!r} is not usable: give 1 to 200 characters without tabs, "
+            "line breaks or a final backslash (InfluxDB cannot store those in a tag)"
         )
 
 

@@ -1,15 +1,21 @@
-"""``python -m scoring``: ``energy`` of every domain in a time window (more commands to come)."""
+"""``python -m scoring``: ``energy`` in a window, ``runs`` with scores and rankings, the
+``report``, and the scoring service (``serve``)."""
 
 from __future__ import annotations
 
 import json
+import logging
+import signal
 import sys
 
-from exporters.cli import ArgumentParser, main_guard, setup_logging
+from exporters.cli import ArgumentParser, main_guard, positive_float, setup_logging
 from exporters.errors import UsageError
 from exporters.stores import open_store
 from exporters.times import parse_time
 from exporters.window import DEFAULT_COUNTED, WindowEnergy, window_energy
+from scoring.rankings import SCORES, compare, entries, ranking
+from scoring.runs import RunScore, load_runs, repeat_stats
+from scoring.service import ScoringService
 
 
 def _parser() -> ArgumentParser:
@@ -28,6 +34,28 @@ def _parser() -> ArgumentParser:
         help="domain patterns that make the total (default: %(default)s)",
     )
     energy.add_argument("--json", action="store_true", help="print one JSON document")
+
+    runs = sub.add_parser("runs", help="runs with energy, accuracy, scores and rankings")
+    runs.add_argument("--store", help="store URL (default TUBAI_STORE or sqlite:///data/tubai.db)")
+    runs.add_argument("--since", default="0", help="only runs started after this time")
+    runs.add_argument("--score", default="composite", choices=sorted(SCORES), help="rank by")
+    runs.add_argument("--reference", help="reference machine (host) for the comparison")
+    runs.add_argument("--json", action="store_true", help="print one JSON document")
+
+    report = sub.add_parser("report", help="write index.html, scores.csv, scores.json, charts")
+    report.add_argument(
+        "--store", help="store URL (default TUBAI_STORE or sqlite:///data/tubai.db)"
+    )
+    report.add_argument("--out", required=True, help="directory to write the report into")
+    report.add_argument("--since", default="0", help="only runs started after this time")
+    report.add_argument("--reference", help="reference machine (host) for the comparison")
+
+    serve = sub.add_parser("serve", help="score finished runs and write score points")
+    serve.add_argument("--store", help="store URL (default TUBAI_STORE or sqlite:///data/tubai.db)")
+    serve.add_argument("--poll", type=positive_float, default=5.0, help="seconds between passes")
+    serve.add_argument("--grace", type=positive_float, default=10.0,
+                       help="seconds after a run's end to wait for its last samples")  # fmt: skip
+    serve.add_argument("--once", action="store_true", help="one pass, then exit")
     return parser
 
 
@@ -71,10 +99,100 @@ def energy(args) -> int:
     return 0
 
 
+def _num(value: float | None, fmt: str) -> str:
+    return "-" if value is None else format(value, fmt)
+
+
+def runs_text(runs: list[RunScore], score: str, reference: str | None) -> str:
+    lines = [
+        f"{'run':30} {'model':20} {'host':12} {'status':8} {'images':>7} {'img/s':>8} "
+        f"{'joules':>10} {'uWh/inf':>10} {'top-1':>6} {'src':4} {'composite':>9}  flags"
+    ]
+    for r in runs:
+        lines.append(
+            f"{r.run_id[:30]:30} {r.model[:20]:20} {r.host[:12]:12} {r.status:8} "
+            f"{r.inferences:7d} {_num(r.images_per_s, '8.1f'):>8} {_num(r.energy_j, '10.2f'):>10} "
+            f"{_num(r.uwh_per_inference, '10.4f'):>10} {_num(r.top1, '6.3f'):>6} "
+            f"{r.accuracy_source[:4]:4} {_num(r.composite, '9.3g'):>9}  "
+            + "; ".join(r.flags + ([r.reason] if r.reason else []))
+        )
+    stats = [s for s in repeat_stats(runs) if s.runs > 1]
+    if stats:
+        lines.append("\nrepeats (mean uWh per inference, spread = std/mean):")
+        for s in stats:
+            flag = "  SPREAD OVER 5%" if s.flagged else ""
+            lines.append(f"  {s.host:12} {s.model:20} {s.runs} runs  {s.uwh_mean:.4f} uWh  "
+                         f"spread {s.spread:.1%}{flag}")  # fmt: skip
+    items = entries(runs)
+    for host, ranked in ranking(items, score).items():
+        lines.append(f"\nranking on {host} by {score}:")
+        for i, e in enumerate(ranked, 1):
+            lines.append(f"  {i:2d}. {e.model:24} {e.score(score):10.4g}  "
+                         f"({e.runs} run{'s' if e.runs > 1 else ''})")  # fmt: skip
+    hosts = sorted({e.host for e in items})
+    if len(hosts) > 1:
+        ref = reference or hosts[0]
+        lines.append(f"\n{score} across machines (ratio to {ref}):")
+        lines.append(f"  {'model':24}" + "".join(f" {h[:16]:>24}" for h in hosts))
+        for c in compare(items, ref, score):
+            cells = [
+                f"{c.values[h]:10.4g} ({c.ratios[h]:6.2f}x)" if h in c.values and h in c.ratios
+                else _num(c.values.get(h), "10.4g")
+                for h in hosts
+            ]  # fmt: skip
+            lines.append(f"  {c.model:24}" + "".join(f" {cell:>24}" for cell in cells))
+    return "\n".join(lines)
+
+
+def runs_command(args) -> int:
+    with open_store(args.store) as store:
+        runs = load_runs(store, parse_time(args.since))
+    if args.json:
+        items = entries(runs)
+        doc = {
+            "runs": [r.as_dict() for r in runs],
+            "repeats": [vars(s) | {"spread": s.spread, "flagged": s.flagged}
+                        for s in repeat_stats(runs)],
+            "rankings": {h: [e.model for e in es] for h, es in ranking(items, args.score).items()},
+            "score": args.score,
+        }  # fmt: skip
+        json.dump(doc, sys.stdout, indent=2, default=str)
+        print()
+    elif not runs:
+        print("no runs in this store yet: make bench (or python -m benchmark run) makes one")
+    else:
+        print(runs_text(runs, args.score, args.reference))
+    return 0
+
+
+def report(args) -> int:
+    from pathlib import Path
+
+    from scoring.report import write_report
+
+    with open_store(args.store) as store:
+        runs = load_runs(store, parse_time(args.since))
+        index = write_report(store, Path(args.out), runs, reference_host=args.reference)
+    print(f"wrote {index} ({len(runs)} runs), scores.csv and scores.json beside it")
+    return 0
+
+
+def serve(args) -> int:
+    with open_store(args.store) as store:
+        service = ScoringService(store, poll_s=args.poll, grace_s=args.grace)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: service.stop())
+        logging.getLogger("scoring").info("scoring finished runs in %s", store.url)
+        scored = service.run(once=args.once)
+    logging.getLogger("scoring").info("scored %d runs", scored)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     setup_logging()
-    return main_guard("scoring", lambda: {"energy": energy}[args.command](args))
+    commands = {"energy": energy, "runs": runs_command, "report": report, "serve": serve}
+    return main_guard("scoring", lambda: commands[args.command](args))
 
 
 if __name__ == "__main__":

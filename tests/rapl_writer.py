@@ -7,8 +7,8 @@ between any two wall-clock instants, so tests can compare measured windows with 
 
 from __future__ import annotations
 
+import multiprocessing
 import os
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -28,8 +28,13 @@ def make_tree(root: Path, domains: dict[str, float]) -> dict[str, Path]:
     return zones
 
 
-class ProfileWriter(threading.Thread):
-    """Sets each zone's counter to ``energy(domain, seconds since start)`` joules, wrapped."""
+class ProfileWriter:
+    """Sets each zone's counter to ``energy(domain, seconds since start)`` joules, wrapped.
+
+    It writes from a forked process of raised priority, so that neither the test's own threads
+    (the GIL) nor a loaded machine make the counter lag its profile by more than a millisecond
+    or two.
+    """
 
     def __init__(
         self,
@@ -38,16 +43,24 @@ class ProfileWriter(threading.Thread):
         energy: Callable[[str, float], float],
         step_s: float = 0.001,
     ) -> None:
-        super().__init__(daemon=True)
         self.zones, self.wraps_j, self.energy, self.step_s = zones, wraps_j, energy, step_s
         self.start_ns = time.time_ns()
-        self._halt = threading.Event()
+        context = multiprocessing.get_context("fork")
+        self._halt = context.Event()
+        self._process = context.Process(target=self.run, daemon=True)
+
+    def start(self) -> None:
+        self._process.start()
 
     def true_joules(self, domain: str, start_ns: int, end_ns: int) -> float:
         t0, t1 = (start_ns - self.start_ns) / 1e9, (end_ns - self.start_ns) / 1e9
         return self.energy(domain, t1) - self.energy(domain, t0)
 
     def run(self) -> None:
+        try:
+            os.nice(-10)  # allowed as root (CI); elsewhere the default priority does
+        except OSError:
+            pass
         while not self._halt.is_set():
             now = (time.time_ns() - self.start_ns) / 1e9
             for domain, zone in self.zones.items():
@@ -59,7 +72,7 @@ class ProfileWriter(threading.Thread):
 
     def stop(self) -> None:
         self._halt.set()
-        self.join()
+        self._process.join(timeout=10)
 
 
 def steps(levels_w: list[float], period_s: float) -> Callable[[float], float]:

@@ -1,0 +1,149 @@
+"""The report's charts as PNG bytes: the Pareto chart and power over a run's window.
+
+Figures are built with matplotlib's object API (``matplotlib.figure.Figure`` drawn by the Agg
+canvas), never through pyplot: no global backend switch, no figure registry to leak into, so
+memory stays flat however many charts a report draws, and a display is never needed. Text that
+comes from users (model and host names) is drawn literally: a ``$`` would otherwise start
+matplotlib's mathtext.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+from exporters.schema import ENERGY
+from exporters.stores.base import Store
+from scoring.rankings import Entry
+from scoring.runs import RunScore
+
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "h", "<", ">")
+MIN_MARGIN_S = 2.0
+MARGIN_FRACTION = 0.1
+LABEL_CHARS = 32
+DPI = 96
+
+
+def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
+    """Indices of the points (energy, accuracy) no other point dominates, lowest energy first.
+
+    A point is dominated by one with less or equal energy and greater or equal accuracy, better
+    in at least one of the two; identical points do not dominate each other, so both stay.
+    Points with a non-finite coordinate are never on the front.
+    """
+    finite = [i for i, (e, a) in enumerate(points) if math.isfinite(e) and math.isfinite(a)]
+    order = sorted(finite, key=lambda i: (points[i][0], -points[i][1], i))
+    front: list[int] = []
+    best = -math.inf
+    for i in order:
+        energy, accuracy = points[i]
+        if accuracy > best or (front and tuple(points[front[-1]]) == (energy, accuracy)):
+            front.append(i)
+            best = accuracy
+    return front
+
+
+def _plain(text: str, limit: int = LABEL_CHARS) -> str:
+    """A user string to draw as it is: shortened, ``$`` escaped so mathtext stays off."""
+    text = text if len(text) <= limit else text[: limit - 1] + "…"
+    return text.replace("$", r"\$")
+
+
+def _png(fig: Figure) -> bytes:
+    buffer = io.BytesIO()
+    FigureCanvasAgg(fig).print_png(buffer, metadata={"Software": None})
+    return buffer.getvalue()
+
+
+def pareto_chart(items: Sequence[Entry]) -> bytes | None:
+    """Energy per inference (log) against top-1, one series per machine, each machine's
+    Pareto front as a step line with ringed markers; ``None`` when nothing can be drawn."""
+    by_host: dict[str, list[Entry]] = defaultdict(list)
+    for e in items:
+        if math.isfinite(e.uwh_per_inference) and e.uwh_per_inference > 0:
+            by_host[e.host].append(e)
+    if not by_host:
+        return None
+    fig = Figure(figsize=(10, 6.2), dpi=DPI, layout="constrained")
+    ax = fig.add_subplot()
+    colours = [f"C{i % 10}" for i in range(len(by_host))]
+    for k, (host, es) in enumerate(sorted(by_host.items())):
+        colour, marker = colours[k], MARKERS[k % len(MARKERS)]
+        x = [e.uwh_per_inference for e in es]
+        y = [e.accuracy * 100 for e in es]
+        ax.scatter(x, y, s=46, color=colour, marker=marker, label=_plain(host), zorder=3)
+        front = pareto_front(list(zip(x, y)))
+        fx, fy = [x[i] for i in front], [y[i] for i in front]
+        ax.step(fx, fy, where="post", color=colour, linestyle="--", linewidth=1.4, zorder=2)
+        ax.scatter(fx, fy, s=150, facecolors="none", edgecolors=colour, linewidths=1.8, zorder=4)
+        for e, xi, yi in zip(es, x, y):
+            ax.annotate(_plain(e.model), (xi, yi), xytext=(5, 4), textcoords="offset points",
+                        fontsize=8, color="#333333")  # fmt: skip
+    ax.scatter([], [], s=150, facecolors="none", edgecolors="#555555", label="Pareto front")
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel("energy per inference (µWh, log scale)")
+    ax.set_ylabel("top-1 accuracy (%)")
+    ax.set_title("Accuracy against energy per inference (ringed, dashed: each machine's front)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(loc="best", fontsize=9)
+    return _png(fig)
+
+
+def margin_ns(run: RunScore) -> int:
+    """Time shown either side of a run's window: 10% of it, at least 2 s."""
+    span = (run.end_ns or run.start_ns) - run.start_ns
+    return max(int(span * MARGIN_FRACTION), int(MIN_MARGIN_S * 1e9))
+
+
+def power_series(store: Store, run: RunScore) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """``source:domain`` -> (seconds from the window start, watts) for each counted domain."""
+    counted = {(d.source, d.domain) for d in run.domains if d.counted}
+    if not counted or run.end_ns is None:
+        return {}
+    margin = margin_ns(run)
+    points = store.read(ENERGY, run.start_ns - margin, run.end_ns + margin,
+                        tags={"host": run.host}, fields=["watts"])  # fmt: skip
+    raw: dict[str, tuple[list[float], list[float]]] = defaultdict(lambda: ([], []))
+    for p in points:
+        key = (p.tags.get("source", ""), p.tags.get("domain", ""))
+        value = p.fields.get("watts")
+        if key in counted and isinstance(value, int | float) and not isinstance(value, bool):
+            times, watts = raw[f"{key[0]}:{key[1]}"]
+            times.append((p.time_ns - run.start_ns) / 1e9)
+            watts.append(float(value))
+    return {name: (np.array(t), np.array(w)) for name, (t, w) in sorted(raw.items())}
+
+
+def power_chart(store: Store, run: RunScore) -> bytes | None:
+    """Watts of each counted domain around the run's shaded window (and their total where
+    there are several); ``None`` when the store holds no power samples for it."""
+    series = power_series(store, run)
+    if not series or run.duration_s is None:
+        return None
+    fig = Figure(figsize=(10, 3.4), dpi=DPI, layout="constrained")
+    ax = fig.add_subplot()
+    ax.axvspan(0, run.duration_s, color="#f2c14e", alpha=0.25, label="run window")
+    for name, (t, w) in series.items():
+        ax.plot(t, w, linewidth=1.2, label=_plain(name))
+    if len(series) > 1:
+        grid = np.unique(np.concatenate([t for t, _ in series.values()]))
+        total = sum(np.interp(grid, t, w, left=np.nan, right=np.nan) for t, w in series.values())
+        ax.plot(grid, total, color="black", linewidth=1.6, label="total")
+    estimated = " (ESTIMATED)" if run.estimated else ""
+    ax.set_title(f"{_plain(run.model, 48)} on {_plain(run.host, 48)}{estimated}", fontsize=10)
+    ax.set_xlabel("seconds from the window start")
+    ax.set_ylabel("watts")
+    ax.set_ylim(bottom=0)
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="upper right", fontsize=8)
+    return _png(fig)
