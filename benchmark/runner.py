@@ -94,7 +94,7 @@ class RunResult:
             "net_joules": None,
             "notes": self.notes,
         }
-        if self.energy is not None and self.energy.counted:
+        if self.energy is not None and self.energy.counted and self.energy.coverage > 0:
             joules = self.energy.total_joules
             uwh = uwh_per_inference(joules, self.inferences)
             out.update(

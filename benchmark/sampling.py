@@ -48,8 +48,24 @@ class Sampler:
         except StoreError:
             return []  # an InfluxDB database nobody wrote to yet
 
+    def _exporter_running(self) -> bool:
+        """Samples from this host keep arriving: recent ones, and a new one within a while.
+
+        Recent samples alone could be the last of an agent that just stopped (the previous
+        benchmark's), so a sample newer than the question is awaited too.
+        """
+        asked = time.time_ns()
+        if not self._recent(asked - int(FRESH_S * 1e9)):
+            return False
+        deadline = time.monotonic() + FRESH_S
+        while time.monotonic() < deadline:
+            if any(p.time_ns > asked for p in self._recent(asked)):
+                return True
+            time.sleep(0.2)
+        return False
+
     def start(self) -> Sampler:
-        if self._recent(time.time_ns() - int(FRESH_S * 1e9)):
+        if self._exporter_running():
             self.external = True
             return self
         sources, waiting, self.notes = build_sources(self.config)

@@ -163,7 +163,7 @@ def score_run(store: Store, run: RunScore, counted: Sequence[str] = DEFAULT_COUN
         return run
     energy = window_energy(store, run.start_ns, run.end_ns, host=run.host, counted=counted)
     run.domains = energy.domains
-    if energy.counted:
+    if energy.counted and energy.coverage > 0:
         run.energy_j, run.coverage, run.estimated = (
             energy.total_joules, energy.coverage, energy.estimated
         )  # fmt: skip
@@ -173,8 +173,8 @@ def score_run(store: Store, run: RunScore, counted: Sequence[str] = DEFAULT_COUN
 
 def _flags(run: RunScore, counted: list[DomainEnergy]) -> list[str]:
     flags = []
-    if not counted:
-        flags.append("no energy measured in the window")
+    if run.energy_j is None:
+        flags.append("no energy samples in the window")
     if run.coverage is not None and run.coverage < 0.999:
         flags.append(f"samples cover {run.coverage:.1%} of the window")
     if run.estimated:

@@ -83,3 +83,16 @@ def test_with_an_exporter_running_it_only_marks_windows(tmp_path, machine) -> No
         exporter.terminate()
         exporter.wait(timeout=30)
     assert result.joules["rapl:package-0"] == pytest.approx(20.0 * result.duration_s, rel=0.01)
+
+
+def test_samples_left_by_a_stopped_agent_are_not_taken_for_an_exporter(tmp_path, machine) -> None:
+    url = f"sqlite:///{tmp_path}/m.db"
+    with benchmark.measure("first", store=url):
+        time.sleep(0.3)
+    with benchmark.Monitor(url) as monitor:  # the first agent's samples are seconds old
+        assert monitor.sampler.agent is not None and not monitor.sampler.external
+        monitor.begin_window("second")
+        time.sleep(0.5)
+        result = monitor.end_window("second")
+    assert result.coverage == 1.0
+    assert result.total_joules == pytest.approx(22.5 * result.duration_s, rel=0.01)
