@@ -18,13 +18,12 @@ from __future__ import annotations
 import fnmatch
 import itertools
 import statistics
-from bisect import bisect_left
-from collections import defaultdict
+from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 from exporters.schema import ENERGY
-from exporters.stores.base import Store
+from exporters.stores.base import Columns, Store
 from exporters.times import format_time
 
 GAP_FACTOR = 3.0
@@ -137,21 +136,23 @@ def gap_threshold_ns(times: Sequence[int]) -> float:
     return GAP_FACTOR * statistics.median(b - a for a, b in itertools.pairwise(times))
 
 
-def _column(times: list[int], fields: list[dict], name: str) -> tuple[list[int], list[float]]:
-    pairs = [(t, float(f[name])) for t, f in zip(times, fields) if name in f]
-    return [t for t, _ in pairs], [v for _, v in pairs]
-
-
-def _series_energy(tags: dict, times: list[int], fields: list[dict], start: int, end: int):
-    counter_t, counter_j = _column(times, fields, "joules_total")
-    power_t, power_w = _column(times, fields, "watts")
-    power_j, covered = power_energy(power_t, power_w, start, end, gap_threshold_ns(power_t))
-    method, joules, cross = "power", power_j, None
+def _series_energy(series: Columns, start: int, end: int) -> dict:
+    tags = series.tags
+    counter_t, counter_j = series.column("joules_total")
+    cross = None
     if counter_t:
         method = "counter"
         joules, covered = counter_energy(counter_t, counter_j, start, end)
-        if power_t and tags.get("source") in MEASURED_POWER_SOURCES:
-            cross = power_j
+        if tags.get("source") in MEASURED_POWER_SOURCES:  # watts measured apart: cross-check
+            power_t, power_w = series.column("watts")
+            if power_t:
+                gap = gap_threshold_ns(power_t)
+                cross = power_energy(power_t, power_w, start, end, gap)[0]
+    else:
+        method = "power"
+        power_t, power_w = series.column("watts")
+        gap = gap_threshold_ns(power_t)
+        joules, covered = power_energy(power_t, power_w, start, end, gap)
     return dict(
         host=tags.get("host", ""),
         source=tags.get("source", ""),
@@ -160,7 +161,7 @@ def _series_energy(tags: dict, times: list[int], fields: list[dict], start: int,
         method=method,
         estimated=tags.get("estimated") == "true",
         coverage=min(1.0, covered / (end - start)),
-        samples=sum(start <= t <= end for t in times),
+        samples=bisect_right(series.times, end) - bisect_left(series.times, start),
         power_joules=cross,
         mismatch=cross is not None and joules > 0 and abs(cross - joules) > MISMATCH * joules,
     )
@@ -190,20 +191,14 @@ def window_energy(
     """Energy of every ``energy`` series in ``[start_ns, end_ns]`` (optionally one host)."""
     if end_ns <= start_ns:
         raise ValueError("the window must end after it starts")
-    points = store.read(
+    series = store.read_columns(
         ENERGY,
         start_ns - MARGIN_NS,
         end_ns + MARGIN_NS,
         tags={"host": host} if host else None,
         fields=("joules_total", "watts"),
     )
-    grouped: dict[tuple, tuple[dict, list[int], list[dict]]] = defaultdict(lambda: ({}, [], []))
-    for p in points:
-        tags, times, fields = grouped[tuple(sorted(p.tags.items()))]
-        tags.update(p.tags)
-        times.append(p.time_ns)
-        fields.append(p.fields)
-    found = [_series_energy(*group, start_ns, end_ns) for group in grouped.values()]
+    found = [_series_energy(s, start_ns, end_ns) for s in series]
     found.sort(key=lambda d: (d["host"], d["source"], d["domain"]))
     flags = _counted(found, counted)
     domains = [DomainEnergy(counted=flag, **d) for d, flag in zip(found, flags)]

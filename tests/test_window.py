@@ -120,3 +120,19 @@ def test_counter_and_measured_power_disagreeing_is_flagged(store) -> None:
 def test_window_must_end_after_start(store) -> None:
     with pytest.raises(ValueError):
         window_energy(store, 5 * S, 5 * S)
+
+
+def test_read_columns_holds_what_read_holds(store) -> None:
+    tags = {"host": "lab1", "domain": "d"}
+    store.write(
+        [
+            Point("m", tags, {"a": 1.5, "b": True}, 10),
+            Point("m", tags, {"a": 2.5}, 20),
+            Point("m", {**tags, "domain": "e"}, {"b": False}, 15),
+        ]
+    )
+    store.flush()
+    cols = {c.tags["domain"]: c for c in store.read_columns("m", 0, 100, fields=("a", "b"))}
+    assert cols["d"].times == [10, 20] and cols["d"].values == {"a": [1.5, 2.5], "b": [True, None]}
+    assert cols["e"].column("b") == ([15], [False]) and cols["e"].column("a") == ([], [])
+    assert store.read_columns("m", 0, 100, tags={"domain": "nope"}, fields=("a",)) == []

@@ -43,7 +43,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit
 
@@ -53,7 +53,7 @@ from influxdb_client import WritePrecision
 
 from exporters.errors import StoreError, UsageError
 from exporters.schema import FieldValue, Point
-from exporters.stores.base import Store
+from exporters.stores.base import Columns, Store
 from exporters.stores.influxql import quote_ident, quote_literal
 from exporters.stores.spool import REJECTED_FILE, Spool
 
@@ -392,20 +392,58 @@ class InfluxDBStore(Store):
         self._check_open()
         if fields is not None and not fields:
             return []
+        series: dict[tuple[tuple[str, str], ...], list[Point]] = {}
+        for key, s in self._series(measurement, start_ns, end_ns, tags, fields):
+            series.setdefault(key, []).extend(_points(measurement, dict(key), s))
+        merged = heapq.merge(*series.values(), key=lambda p: p.time_ns)
+        return list(merged)
+
+    def read_columns(
+        self,
+        measurement: str,
+        start_ns: int,
+        end_ns: int,
+        tags: Mapping[str, str] | None = None,
+        fields: Sequence[str] = (),
+    ) -> list[Columns]:
+        self._check_open()
+        if not fields:
+            return []
+        out: dict[tuple[tuple[str, str], ...], Columns] = {}
+        for key, s in self._series(measurement, start_ns, end_ns, tags, fields):
+            columns = s.get("columns") or []
+            rows = s.get("values") or []
+            cols = out.setdefault(key, Columns(dict(key), [], {f: [] for f in fields}))
+            t = columns.index("time")
+            cols.times.extend(int(row[t]) for row in rows)
+            for f in fields:
+                i = columns.index(f) if f in columns else None
+                cols.values[f].extend(
+                    (float(row[i]) if type(row[i]) is int else row[i]) if i is not None else None
+                    for row in rows
+                )
+        return list(out.values())
+
+    def _series(
+        self,
+        measurement: str,
+        start_ns: int,
+        end_ns: int,
+        tags: Mapping[str, str] | None,
+        fields: Sequence[str] | None,
+    ) -> Iterator[tuple[tuple[tuple[str, str], ...], dict]]:
+        """(tags, series) of one InfluxQL query, chunk by chunk, in the server's order."""
         what = ", ".join(quote_ident(f) for f in fields) if fields else "*"
         where = [f"time >= {int(start_ns)}", f"time <= {int(end_ns)}"]
         where += [f"{quote_ident(k)} = {quote_literal(v)}" for k, v in (tags or {}).items()]
         q = f"SELECT {what} FROM {quote_ident(measurement)} WHERE {' AND '.join(where)} GROUP BY *"
-        series: dict[tuple[tuple[str, str], ...], list[Point]] = {}
         for doc in self._query(q):
             for result in doc.get("results") or []:
                 if result.get("error"):
                     raise self._read_error(result["error"])
                 for s in result.get("series") or []:
                     key = tuple(sorted((k, v) for k, v in (s.get("tags") or {}).items() if v))
-                    series.setdefault(key, []).extend(_points(measurement, dict(key), s))
-        merged = heapq.merge(*series.values(), key=lambda p: p.time_ns)
-        return list(merged)
+                    yield key, s
 
     def _query(self, q: str) -> list[dict]:
         """Run one InfluxQL query; return its (chunked) JSON documents."""

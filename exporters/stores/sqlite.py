@@ -10,6 +10,7 @@ share the file (the agent writes samples while a benchmark writes run events).
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import threading
 import time
@@ -18,7 +19,7 @@ from pathlib import Path
 
 from exporters.errors import StoreError, UsageError
 from exporters.schema import FieldValue, Point
-from exporters.stores.base import Store
+from exporters.stores.base import Columns, Store
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS series (
@@ -109,6 +110,17 @@ class SQLiteStore(Store):
                 self._series.clear()
                 raise StoreError(f"writing to the SQLite store {self.path} failed: {e}") from e
 
+    def _wanted(self, measurement: str, tags: Mapping[str, str] | None) -> dict[int, dict]:
+        """Series ids of ``measurement`` whose tags match, with their tags."""
+        found = {}
+        for sid, tags_json in self._db.execute(
+            "SELECT id, tags FROM series WHERE measurement = ?", (measurement,)
+        ):
+            series_tags = json.loads(tags_json)
+            if not tags or all(series_tags.get(k) == v for k, v in tags.items()):
+                found[sid] = series_tags
+        return found
+
     def read(
         self,
         measurement: str,
@@ -118,35 +130,83 @@ class SQLiteStore(Store):
         fields: Sequence[str] | None = None,
     ) -> list[Point]:
         with self._lock:
-            series = self._db.execute(
-                "SELECT id, tags FROM series WHERE measurement = ?", (measurement,)
-            ).fetchall()
-            wanted = {
-                sid: json.loads(tj)
-                for sid, tj in series
-                if not tags or all(json.loads(tj).get(k) == v for k, v in tags.items())
-            }
+            wanted = self._wanted(measurement, tags)
             if not wanted:
                 return []
             marks = ",".join("?" * len(wanted))
+            simple = fields is not None and all(_PLAIN.match(f) for f in fields)
+            picks = _picks(fields) if simple else ", fields"
             rows = self._db.execute(
-                f"SELECT series_id, time_ns, fields FROM points WHERE series_id IN ({marks}) "
+                f"SELECT series_id, time_ns{picks} FROM points WHERE series_id IN ({marks}) "
                 "AND time_ns BETWEEN ? AND ? ORDER BY time_ns, rowid",
                 (*wanted, start_ns, end_ns),
             ).fetchall()
         points = []
-        for sid, time_ns, fields_json in rows:
-            values: dict[str, FieldValue] = json.loads(fields_json)
-            if fields is not None:
-                values = {k: values[k] for k in fields if k in values}
-                if not values:
-                    continue
-            points.append(Point(measurement, wanted[sid], values, time_ns))
+        for sid, time_ns, *values in rows:
+            if simple:
+                found = _picked(fields, values)
+            else:
+                found = json.loads(values[0])
+                if fields is not None:
+                    found = {k: found[k] for k in fields if k in found}
+            if found:
+                points.append(Point(measurement, wanted[sid], found, time_ns))
         return points
+
+    def read_columns(
+        self,
+        measurement: str,
+        start_ns: int,
+        end_ns: int,
+        tags: Mapping[str, str] | None = None,
+        fields: Sequence[str] = (),
+    ) -> list[Columns]:
+        if not fields or not all(_PLAIN.match(f) for f in fields):
+            return super().read_columns(measurement, start_ns, end_ns, tags, fields)
+        picks = _picks(fields)
+        with self._lock:
+            wanted = self._wanted(measurement, tags)
+            if not wanted:
+                return []
+            rows = self._db.execute(
+                f"SELECT series_id, time_ns{picks} FROM points WHERE series_id IN "
+                f"({','.join('?' * len(wanted))}) AND time_ns BETWEEN ? AND ? "
+                "ORDER BY series_id, time_ns, rowid",
+                (*wanted, start_ns, end_ns),
+            ).fetchall()
+        out: dict[int, Columns] = {}
+        for sid, time_ns, *values in rows:
+            cols = out.get(sid)
+            if cols is None:
+                cols = out[sid] = Columns(wanted[sid], [], {f: [] for f in fields})
+            cols.times.append(time_ns)
+            for i, f in enumerate(fields):
+                value, kind = values[2 * i], values[2 * i + 1]
+                cols.values[f].append((kind == "true") if kind in ("true", "false") else value)
+        return list(out.values())
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+_PLAIN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _picks(fields: Sequence[str]) -> str:
+    """SQL that lets SQLite pick plain-named fields out of the JSON: several times faster than
+    decoding it in Python. Only names matching ``_PLAIN`` get here, never user strings."""
+    return "".join(f", json_extract(fields, '$.{f}'), json_type(fields, '$.{f}')" for f in fields)
+
+
+def _picked(names: Sequence[str], values: list) -> dict[str, FieldValue]:
+    """Fields from ``json_extract``/``json_type`` pairs; JSON booleans come back as bools."""
+    out: dict[str, FieldValue] = {}
+    for i, name in enumerate(names):
+        value, kind = values[2 * i], values[2 * i + 1]
+        if kind is not None:
+            out[name] = (kind == "true") if kind in ("true", "false") else value
+    return out
 
 
 def _tags_json(tags: Mapping[str, str]) -> str:
