@@ -3,7 +3,26 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: setup test lint doctor agent energy bench models score report perf up down clean
+# --- The lab-machine stack (make up; README, "Lab machine") --------------------------------
+# Where `make up` has written .env, the host-side commands that write or read measurements use
+# the stack's InfluxDB: TUBAI_STORE and TUBAI_INFLUXDB_TOKEN from .env, for these targets only
+# (never for test). The environment, or STORE=..., still wins. Nothing else is read from .env.
+ifneq ($(wildcard .env),)
+ifeq ($(origin TUBAI_STORE),undefined)
+TUBAI_STORE := $(shell sed -n 's/^TUBAI_STORE=//p' .env)
+endif
+ifeq ($(origin TUBAI_INFLUXDB_TOKEN),undefined)
+TUBAI_INFLUXDB_TOKEN := $(shell sed -n 's/^TUBAI_INFLUXDB_TOKEN=//p' .env)
+endif
+bench score report energy: export TUBAI_STORE := $(TUBAI_STORE)
+bench score report energy: export TUBAI_INFLUXDB_TOKEN := $(TUBAI_INFLUXDB_TOKEN)
+endif
+# `docker compose` (the plugin), else the older `docker-compose`.
+COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 \
+	&& echo "docker compose" || echo docker-compose)
+# -------------------------------------------------------------------------------------------
+
+.PHONY: setup test lint doctor agent energy bench models score report perf up down logs clean
 
 setup: $(STAMP)
 
@@ -56,9 +75,26 @@ score: setup
 report: setup
 	$(PY) -m scoring report --out $(or $(OUT),report) $(if $(STORE),--store $(STORE))
 
-perf up down:
+perf:
 	@echo "make $@: not built yet (see the open issues)" >&2
 	@exit 1
+
+# The lab-machine stack: InfluxDB, Grafana, the exporter (COMPOSE_PROFILES in .env: cpu or gpu)
+# and the scoring service. The first `make up` writes .env with fresh secrets.
+up:
+	@test -f .env || sh scripts/make-env.sh .env
+	@test -d /sys/devices/virtual/powercap || echo "warning: no RAPL here" \
+		"(/sys/devices/virtual/powercap): the exporter cannot mount it (README, Lab machine)" >&2
+	$(COMPOSE) up -d --build
+	@echo "Grafana: http://localhost:$$(sed -n 's/^GRAFANA_PORT=//p' .env | grep . || echo 3000)" \
+		"(user admin, password in .env (GRAFANA_ADMIN_PASSWORD))"
+
+# Stops the stack; its data stays in the named volumes (docker compose down -v deletes them).
+down:
+	$(COMPOSE) down
+
+logs:
+	$(COMPOSE) logs -f --tail=100
 
 clean:
 	rm -rf $(VENV) data/ .pytest_cache
