@@ -75,9 +75,9 @@ score: setup
 report: setup
 	$(PY) -m scoring report --out $(or $(OUT),report) $(if $(STORE),--store $(STORE))
 
-perf:
-	@echo "make $@: not built yet (see the open issues)" >&2
-	@exit 1
+# Performance figures (README, "Performance"): a table, and perf/results.json. About 8 minutes.
+perf: setup
+	$(PY) perf/run.py $(if $(REPEATS_PERF),--repeats $(REPEATS_PERF))
 
 # The lab-machine stack: InfluxDB, Grafana, the exporter (COMPOSE_PROFILES in .env: cpu or gpu)
 # and the scoring service. The first `make up` writes .env with fresh secrets.

@@ -19,32 +19,37 @@ import sys
 import tempfile
 from pathlib import Path
 
-from exporters.stores.sqlite import SQLiteStore
+from exporters.stores import open_store
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE = ROOT / "tests" / "fixtures" / "rapl" / "intel_desktop"
 
 
-def measure(interval_s: float, seconds: float, warmup_s: float = 3.0) -> dict:
+def measure(
+    interval_s: float, seconds: float, store_url: str | None = None, warmup_s: float = 3.0
+) -> dict:
+    """CPU share of the agent at ``interval_s`` into ``store_url`` (default: a fresh SQLite)."""
     with tempfile.TemporaryDirectory() as tmp:
         sysfs = Path(tmp) / "sys"
         shutil.copytree(FIXTURE, sysfs)
-        db = Path(tmp) / "perf.db"
+        url = store_url or f"sqlite:///{tmp}/perf.db"
         subprocess.run(
             [sys.executable, "-m", "exporters", "run", "--sysfs-root", str(sysfs),
-             "--store", f"sqlite:///{db}", "--interval", str(interval_s),
+             "--store", url, "--interval", str(interval_s), "--host", "perf-agent",
              "--duration", str(seconds + warmup_s)],
             check=True, capture_output=True,
-            env={**os.environ, "TUBAI_SOURCES__NVML__ENABLED": "false"},
+            env={**os.environ, "TUBAI_SOURCES__NVML__ENABLED": "false",
+                 "TUBAI_SPOOL_DIR": f"{tmp}/spool"},
         )  # fmt: skip
-        with SQLiteStore(db) as store:
-            own = store.read("agent", 0, 2**62, tags={"collector": "agent"})
-            samples = len(store.read("energy", 0, 2**62))
+        with open_store(url) as store:
+            own = store.read("agent", 0, 2**62, tags={"collector": "agent", "host": "perf-agent"})
+            samples = len(store.read("energy", 0, 2**62, tags={"host": "perf-agent"}))
     first = next(p for p in own if p.time_ns >= own[0].time_ns + warmup_s * 1e9)
     last = own[-1]
     elapsed = (last.time_ns - first.time_ns) / 1e9
     cpu = last.fields["cpu_seconds_total"] - first.fields["cpu_seconds_total"]
     return {
+        "store": url.partition(":")[0],
         "interval_s": interval_s,
         "seconds": elapsed,
         "cpu_seconds": cpu,
