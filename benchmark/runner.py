@@ -43,6 +43,7 @@ class RunOptions:
     run_id: str | None = None
     warmup_batches: int = 2
     progress: bool = True
+    min_duration_s: float = 0.0  # pass over the data again until the window is this long
 
 
 @dataclass
@@ -213,13 +214,18 @@ def run_benchmark(
             warmup_batches=opts.warmup_batches, warmup_end=format_time(warmup_end_ns),
         )  # fmt: skip
         try:
-            for x, y in _batches(ds, backend):
-                scores = np.asarray(model.predict_on_batch(x))
-                accuracy.add(scores, np.asarray(y))
-                bar.update(len(scores))
-                watts = sampler.watts()
-                if watts is not None:
-                    bar.set_postfix(watts=f"{watts:.1f}", refresh=False)
+            deadline = time.monotonic() + opts.min_duration_s
+            while True:
+                for x, y in _batches(ds, backend):
+                    scores = np.asarray(model.predict_on_batch(x))
+                    accuracy.add(scores, np.asarray(y))
+                    bar.update(len(scores))
+                    watts = sampler.watts()
+                    if watts is not None:
+                        bar.set_postfix(watts=f"{watts:.1f}", refresh=False)
+                if time.monotonic() >= deadline:
+                    break
+                bar.total += dataset.size
         except BaseException as e:
             reason = "interrupted (Ctrl-C)" if isinstance(e, KeyboardInterrupt) else _reason(e)
             write_event(store, tags, "fail", reason=reason[:1000])

@@ -161,3 +161,11 @@ def test_hostile_run_ids_and_model_names_round_trip(store, name) -> None:
     ]
     assert events[1].fields["weights"] == name
     assert [e.tags["run_id"] for e in read_events(store, "plain")] == ["plain"]
+
+
+def test_min_duration_goes_over_the_data_again(tmp_path, machine) -> None:
+    with SQLiteStore(tmp_path / "b.db") as store:
+        (result,) = run(store, model="digits_cnn", batch_size=150, min_duration_s=1.5)
+    assert result.duration_s >= 1.5
+    assert result.inferences % 450 == 0 and result.inferences >= 900
+    assert result.top1 > 0.9
