@@ -50,7 +50,8 @@ energy: setup
 	$(PY) -m scoring energy --start=$(or $(START),-5m) --end=$(or $(END),now)
 
 # make bench [MODEL=efficientnetv2_s] [DATA=/path/to/ILSVRC2012/val|synthetic|digits]
-#            [LIMIT=N] [BATCH=32] [REPEATS=1] [WEIGHTS=auto] [IDLE=S] [STORE=URL]
+#            [LIMIT=N] [BATCH=32] [REPEATS=1] [WEIGHTS=auto] [IDLE=S] [MIN_DURATION=S]
+#            [STORE=URL]
 MODEL   ?= digits_cnn
 DATA    ?= auto
 BATCH   ?= 32
@@ -61,7 +62,8 @@ LIMIT   ?= $(if $(filter digits_cnn,$(MODEL)),45000)
 bench: setup
 	$(PY) -m benchmark run --model $(MODEL) --data $(DATA) --batch-size $(BATCH) \
 		--repeats $(REPEATS) --weights $(WEIGHTS) $(if $(LIMIT),--limit $(LIMIT)) \
-		$(if $(IDLE),--idle $(IDLE)) $(if $(STORE),--store $(STORE))
+		$(if $(IDLE),--idle $(IDLE)) $(if $(MIN_DURATION),--min-duration $(MIN_DURATION)) \
+		$(if $(STORE),--store $(STORE))
 
 models: setup
 	$(PY) -m benchmark models
@@ -83,8 +85,8 @@ perf: setup
 # and the scoring service. The first `make up` writes .env with fresh secrets.
 up:
 	@test -f .env || sh scripts/make-env.sh .env
-	@test -d /sys/devices/virtual/powercap || echo "warning: no RAPL here" \
-		"(/sys/devices/virtual/powercap): the exporter cannot mount it (README, Lab machine)" >&2
+	@test -d /sys/class/powercap || echo "note: no RAPL here (/sys/class/powercap): the" \
+		"exporter will estimate CPU power from utilisation, marked estimated" >&2
 	$(COMPOSE) up -d --build
 	@echo "Grafana: http://localhost:$$(sed -n 's/^GRAFANA_PORT=//p' .env | grep . || echo 3000)" \
 		"(user admin, password in .env (GRAFANA_ADMIN_PASSWORD))"
