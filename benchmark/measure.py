@@ -19,12 +19,12 @@ an exporter feeding the store, the monitor samples this host itself while it is 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from benchmark.sampling import Sampler
+from exporters import clock
 from exporters.stores import open_store
 from exporters.stores.base import Store
 from exporters.window import WindowEnergy, window_energy
@@ -64,12 +64,12 @@ class Monitor:
     def begin_window(self, name: str) -> None:
         if name in self._open:
             raise ValueError(f"window {name!r} is already open: end it first or use another name")
-        self._open[name] = time.time_ns()
+        self._open[name] = clock.wall_ns()
 
     def end_window(self, name: str) -> WindowResult:
         if name not in self._open:
             raise ValueError(f"window {name!r} was never begun (open: {sorted(self._open)})")
-        start_ns, end_ns = self._open.pop(name), time.time_ns()
+        start_ns, end_ns = self._open.pop(name), clock.wall_ns()
         self.sampler.wait_past(end_ns)
         energy = window_energy(self.store, start_ns, end_ns, host=self.sampler.host)
         joules = {f"{d.source}:{d.domain}": d.joules for d in energy.counted}

@@ -8,9 +8,9 @@ names) travel as tag values, which both stores escape; nothing is pasted into a 
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
+from exporters import clock
 from exporters.schema import RUN, FieldValue, Point
 from exporters.stores.base import Store
 
@@ -37,7 +37,7 @@ def write_event(
     store: Store, tags: RunTags, event: str, time_ns: int | None = None, **fields: FieldValue
 ) -> int:
     """Write one ``run`` event now (or at ``time_ns``) and return its time."""
-    stamp = time.time_ns() if time_ns is None else time_ns
+    stamp = clock.wall_ns() if time_ns is None else time_ns
     values = {"event": event, **{k: v for k, v in fields.items() if v is not None}}
     store.write([Point(RUN, tags.as_dict(), values, stamp)])
     return stamp

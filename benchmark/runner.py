@@ -21,6 +21,7 @@ import numpy as np
 
 from benchmark.records import RunTags, write_event
 from benchmark.sampling import Sampler
+from exporters import clock
 from exporters.stores.base import Store
 from exporters.times import format_time
 from exporters.window import WindowEnergy, window_energy
@@ -190,16 +191,16 @@ def run_benchmark(
 
     idle_watts = None
     if opts.idle_s > 0:
-        idle_start = time.time_ns()
+        idle_start = clock.wall_ns()
         time.sleep(opts.idle_s)
-        idle_end = time.time_ns()
+        idle_end = clock.wall_ns()
         sampler.wait_past(idle_end)
         idle = window_energy(store, idle_start, idle_end, host=sampler.host)
         idle_watts = idle.total_joules / ((idle_end - idle_start) / 1e9)
 
     for x, _ in _batches(ds.take(opts.warmup_batches), backend):
         model.predict_on_batch(x)
-    warmup_end_ns = time.time_ns()
+    warmup_end_ns = clock.wall_ns()
 
     results = []
     for repeat in range(1, opts.repeats + 1):
@@ -233,7 +234,7 @@ def run_benchmark(
             raise
         finally:
             bar.close()
-        end_ns = time.time_ns()
+        end_ns = clock.wall_ns()
         measured = dataset.labeled
         top1 = accuracy.top1 / accuracy.n if measured else spec.top1
         top5 = accuracy.top5 / accuracy.n if measured else spec.top5

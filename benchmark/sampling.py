@@ -15,6 +15,7 @@ import socket
 import threading
 import time
 
+from exporters import clock
 from exporters.agent import Agent
 from exporters.config import load_config
 from exporters.errors import StoreError
@@ -43,7 +44,7 @@ class Sampler:
     def _recent(self, since_ns: int) -> list:
         try:
             return self.store.read(
-                ENERGY, since_ns, time.time_ns() + 10**9, tags={"host": self.host}
+                ENERGY, since_ns, clock.wall_ns() + 10**9, tags={"host": self.host}
             )
         except StoreError:
             return []  # an InfluxDB database nobody wrote to yet
@@ -54,7 +55,7 @@ class Sampler:
         Recent samples alone could be the last of an agent that just stopped (the previous
         benchmark's), so a sample newer than the question is awaited too.
         """
-        asked = time.time_ns()
+        asked = clock.wall_ns()
         if not self._recent(asked - int(FRESH_S * 1e9)):
             return False
         deadline = time.monotonic() + FRESH_S

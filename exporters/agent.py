@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Sequence
 
+from exporters import clock
 from exporters.counters import CounterTotals
 from exporters.errors import SourceError, StoreError
 from exporters.schema import AGENT, Point
@@ -65,7 +66,7 @@ class Agent:
 
     def sample(self, source: Source) -> list[Point]:
         """Read one source once and turn its readings into points (errors are recorded)."""
-        mono0, wall0 = time.monotonic_ns(), time.time_ns()
+        mono0, wall0 = time.monotonic_ns(), clock.wall_ns()
         try:
             readings = source.read()
             ok = True
@@ -97,7 +98,7 @@ class Agent:
         return points
 
     def _health(self) -> list[Point]:
-        now = time.time_ns()
+        now = clock.wall_ns()
         tags = {"host": self.host}
         points = [
             Point(AGENT, {**tags, "collector": name}, {"duration_s": d / n, "ok": ok}, now)

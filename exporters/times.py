@@ -8,9 +8,9 @@ nanoseconds (``1764410400000000000``), ``now``, and ``now`` minus a duration (``
 from __future__ import annotations
 
 import re
-import time
 from datetime import datetime, timezone
 
+from exporters import clock
 from exporters.errors import UsageError
 
 _RFC3339 = re.compile(
@@ -23,7 +23,7 @@ _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 def parse_time(text: str, now_ns: int | None = None) -> int:
     """Epoch nanoseconds for ``text``; :class:`UsageError` naming the accepted forms otherwise."""
     text = text.strip()
-    now_ns = time.time_ns() if now_ns is None else now_ns
+    now_ns = clock.wall_ns() if now_ns is None else now_ns
     if text == "now":
         return now_ns
     if text.isdigit():

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Sequence
 
+from exporters import clock
 from exporters.schema import RUN, SCORE, FieldValue, Point
 from exporters.stores.base import Store
 from exporters.window import DEFAULT_COUNTED
@@ -61,7 +61,7 @@ def score_pending(
     counted: Sequence[str] = DEFAULT_COUNTED,
 ) -> list[RunScore]:
     """One pass: score every finished, unscored run; returns the runs it scored."""
-    now_ns = time.time_ns() if now_ns is None else now_ns
+    now_ns = clock.wall_ns() if now_ns is None else now_ns
     done = scored_ids(store)
     scored = []
     for run in runs_from_events(store.read(RUN, 0, 2**62)):

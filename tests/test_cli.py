@@ -47,9 +47,30 @@ def cli(*args: str, cwd=None) -> subprocess.CompletedProcess:
         (("benchmark", "run", "--model", "mobilenetv2", "--weights", "/x/w.keras"), "w.keras"),
         (("benchmark", "run", "--model", "mobilenetv2", "--weights", "imagenet"), "imagenet"),
         (("benchmark", "run"), "--model"),
+        (("exporters", "run", "--config", "{bad_key}"), "did you mean 'interval_s'"),
+        (("exporters", "doctor", "--config", "{bad_yaml}"), "not valid YAML at line 3"),
+        (("exporters", "run", "--store", "influxdb://u:secret@h/db"), "credentials"),
+        (("scoring", "energy", "--start", "2026-02-30T00:00:00Z"), "RFC 3339"),
+        (("scoring", "runs", "--score", "speed"), "invalid choice"),
+        (("benchmark", "run", "--model", "mobilenetv2", "--data", "{not_wnids}"), "wnid"),
+        (("benchmark", "run", "--model", "mobilenetv2", "--data", "{flat}"), "labels.csv"),
+        (("benchmark", "run", "--model", "digits_cnn", "--limit", "-5"), "above 0"),
     ],
 )
 def test_bad_input_is_one_line_exit_2(tmp_path, args, words) -> None:
+    (tmp_path / "bad_key.yaml").write_text("intervals: {power: 0.1}\n")
+    (tmp_path / "bad_yaml.yaml").write_text("store: x\ninterval_s: {power: [\n")
+    (tmp_path / "not_wnids" / "cats").mkdir(parents=True)
+    (tmp_path / "not_wnids" / "cats" / "a.JPEG").write_bytes(b"\xff\xd8")
+    (tmp_path / "flat").mkdir()
+    (tmp_path / "flat" / "a.JPEG").write_bytes(b"\xff\xd8")
+    files = {
+        "bad_key": tmp_path / "bad_key.yaml",
+        "bad_yaml": tmp_path / "bad_yaml.yaml",
+        "not_wnids": tmp_path / "not_wnids",
+        "flat": tmp_path / "flat",
+    }
+    args = [a.format(**files) for a in args]
     result = cli(*args, cwd=tmp_path)
     assert result.returncode == 2, result.stderr
     # TensorFlow's C++ runtime logs at import whatever TF_CPP_MIN_LOG_LEVEL says, and Keras
