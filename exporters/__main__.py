@@ -11,7 +11,7 @@ from collections import Counter as Tally
 from exporters.agent import Agent
 from exporters.cli import ArgumentParser, main_guard, positive_float, setup_logging
 from exporters.config import load_config
-from exporters.sources import all_sources, build_sources
+from exporters.sources import all_sources, build_sources, is_enabled
 from exporters.stores import open_store
 
 log = logging.getLogger("exporters")
@@ -82,11 +82,13 @@ def doctor(args) -> int:
     cfg = _config(args)
     rapl_ok = False
     for name, source in all_sources(cfg).items():
-        enabled = cfg["sources"][name]["enabled"]
+        enabled = is_enabled(cfg, name)
         if not enabled:
             print(f"{name:10} disabled: enable with sources.{name}.enabled: true in the config")
             continue
         ok, why = source.available()
+        if name not in cfg["sources"]:  # a custom source: say where it comes from
+            why += f" [custom source {getattr(source, 'spec', '?')}, kind {source.kind}]"
         rapl_ok = rapl_ok or (name == "rapl" and ok)
         if name == "cpu_model" and enabled == "auto":
             if rapl_ok:

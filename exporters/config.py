@@ -36,6 +36,18 @@ DEFAULTS: dict[str, Any] = {
         "system": {"enabled": True},
         # "auto": only where no RAPL domain is readable (an estimate, tagged estimated=true)
         "cpu_model": {"enabled": "auto", "idle_watts": 10.0, "max_watts": 65.0},
+        # wall power from the BMC (ipmitool dcmi power reading); host: null = local /dev/ipmi0,
+        # else LAN with the password in IPMI_PASSWORD (never here)
+        "ipmi": {
+            "enabled": False,
+            "host": None,
+            "user": None,
+            "interface": "lanplus",
+            "ipmitool": "ipmitool",
+            "interval_s": 1.0,
+        },
+        # [{class: "package.module:Class", interval_s: 1.0, options: {...}}, ...]
+        "custom": [],
     },
 }
 
@@ -44,8 +56,11 @@ _POSITIVE = (
     "interval_s.system",
     "flush_interval_s",
     "sources.dcgm.interval_s",
+    "sources.ipmi.interval_s",
 )
 _BOOL_OR_AUTO = ("sources.cpu_model.enabled",)
+_IPMI_INTERFACES = ("lanplus", "lan")
+_CUSTOM_KEYS = ("class", "interval_s", "options")
 
 
 def _merge(base: dict, update: Mapping, path: str = "") -> None:
@@ -104,6 +119,8 @@ def _validate(cfg: dict) -> None:
         if _get(cfg, key) not in (True, False, "auto"):
             raise ConfigError(f"config key {key!r} is {_get(cfg, key)!r}: use true, false or auto")
     for name, source in cfg["sources"].items():
+        if name == "custom":
+            continue
         if (
             not isinstance(source["enabled"], bool)
             and f"sources.{name}.enabled" not in _BOOL_OR_AUTO
@@ -111,6 +128,8 @@ def _validate(cfg: dict) -> None:
             raise ConfigError(
                 f"config key 'sources.{name}.enabled' is {source['enabled']!r}: use true or false"
             )
+    _validate_ipmi(cfg["sources"]["ipmi"])
+    cfg["sources"]["custom"] = _custom_entries(cfg["sources"]["custom"])
     port = cfg["metrics"]["port"]
     if port is not None and (
         isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535
@@ -123,6 +142,67 @@ def _validate(cfg: dict) -> None:
             f"config key 'store' is {cfg['store']!r}: give a store URL such as "
             "sqlite:///data/tubai.db or influxdb://host:8086/tubai"
         )
+
+
+def _validate_ipmi(ipmi: dict) -> None:
+    for key in ("host", "user"):
+        if ipmi[key] is not None and (not isinstance(ipmi[key], str) or not ipmi[key].strip()):
+            raise ConfigError(
+                f"config key 'sources.ipmi.{key}' is {ipmi[key]!r}: give a name, or null"
+                + (" for the local BMC" if key == "host" else "")
+            )
+    if ipmi["interface"] not in _IPMI_INTERFACES:
+        raise ConfigError(
+            f"config key 'sources.ipmi.interface' is {ipmi['interface']!r}: use lanplus (IPMI "
+            "2.0) or lan (IPMI 1.5)"
+        )
+    if not isinstance(ipmi["ipmitool"], str) or not ipmi["ipmitool"].strip():
+        raise ConfigError(
+            f"config key 'sources.ipmi.ipmitool' is {ipmi['ipmitool']!r}: give the ipmitool "
+            "command or its path"
+        )
+
+
+def _custom_entries(entries: Any) -> list[dict]:
+    """``sources.custom`` checked, each entry with every key (``interval_s`` and ``options``)."""
+    if entries is None:
+        return []
+    if not isinstance(entries, list):
+        raise ConfigError(
+            f"config key 'sources.custom' is {entries!r}: give a list of "
+            "{class: 'package.module:Class', options: {...}} entries"
+        )
+    out = []
+    for i, entry in enumerate(entries):
+        where = f"sources.custom[{i}]"
+        if not isinstance(entry, Mapping) or "class" not in entry:
+            raise ConfigError(
+                f"config key {where!r} is {entry!r}: give a mapping with at least "
+                "class: 'package.module:Class'"
+            )
+        for key in entry:
+            if key not in _CUSTOM_KEYS:
+                near = difflib.get_close_matches(str(key), _CUSTOM_KEYS, n=1)
+                hint = f"did you mean {near[0]!r}?" if near else f"known: {', '.join(_CUSTOM_KEYS)}"
+                raise ConfigError(f"config key '{where}.{key}' is unknown: {hint}")
+        interval = entry.get("interval_s")
+        if interval is not None and (
+            isinstance(interval, bool) or not isinstance(interval, int | float) or interval <= 0
+        ):
+            raise ConfigError(
+                f"config key '{where}.interval_s' is {interval!r}: give a number of seconds "
+                "above 0, or leave it out for the interval of the source's kind"
+            )
+        options = entry.get("options")
+        if options is not None and not isinstance(options, Mapping):
+            raise ConfigError(
+                f"config key '{where}.options' is {options!r}: give a mapping of keyword "
+                "arguments for the class"
+            )
+        out.append(
+            {"class": entry["class"], "interval_s": interval, "options": dict(options or {})}
+        )
+    return out
 
 
 def load_config(

@@ -105,7 +105,7 @@ def test_doctor_explains_every_source(tmp_path) -> None:
     result = cli("exporters", "doctor", "--sysfs-root", str(tmp_path))
     assert result.returncode == 0, result.stderr
     lines = {line.split()[0]: line for line in result.stdout.splitlines() if line[:1].strip()}
-    assert set(lines) == {"rapl", "nvml", "dcgm", "system", "cpu_model"}
+    assert set(lines) == {"rapl", "nvml", "dcgm", "system", "cpu_model", "ipmi"}
     assert "modprobe intel_rapl_msr" in lines["rapl"]
     assert "Used here because no RAPL domain is readable" in lines["cpu_model"]
     assert "disabled" in lines["dcgm"]
