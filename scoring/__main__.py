@@ -99,21 +99,45 @@ def energy(args) -> int:
     return 0
 
 
-def _num(value: float | None, fmt: str) -> str:
+def _num(value: object, fmt: str) -> str:
     return "-" if value is None else format(value, fmt)
 
 
+# The runs table after run, model, host and status: (header, width, value, format, always).
+# The others appear where some run has a value: no GPU columns on a machine without GPUs, no wall
+# column without a wall meter. `--json` has every figure.
+RUN_COLUMNS = (
+    ("images", 7, lambda r: r.inferences, "d", True),
+    ("img/s", 8, lambda r: r.images_per_s, ".1f", True),
+    ("joules", 10, lambda r: r.energy_j, ".2f", True),
+    ("uWh/inf", 10, lambda r: r.uwh_per_inference, ".4f", True),
+    ("top-1", 6, lambda r: r.top1, ".3f", True),
+    ("src", 4, lambda r: r.accuracy_source[:4], "", True),
+    ("composite", 9, lambda r: r.composite, ".3g", True),
+    ("avg W", 7, lambda r: r.avg_power_w, ".1f", False),
+    ("peak W", 7, lambda r: r.peak_power_w, ".1f", False),
+    ("GPU%", 5, lambda r: r.gpu_util_pct, ".0f", False),
+    ("GPUmem%", 7, lambda r: r.gpu_mem_used_pct, ".0f", False),
+    ("CPU%", 5, lambda r: r.cpu_util_pct, ".0f", False),
+    ("thrott", 6, lambda r: r.throttled_share, ".0%", False),
+    ("wall uWh", 10, lambda r: r.wall_uwh_per_inference, ".4f", False),
+)
+
+
+def _cell(value: object, width: int, spec: str) -> str:
+    if isinstance(value, str):
+        return f"{value:{width}}"
+    return f"{_num(value, spec):>{width}}"
+
+
 def runs_text(runs: list[RunScore], score: str, reference: str | None) -> str:
-    lines = [
-        f"{'run':30} {'model':20} {'host':12} {'status':8} {'images':>7} {'img/s':>8} "
-        f"{'joules':>10} {'uWh/inf':>10} {'top-1':>6} {'src':4} {'composite':>9}  flags"
-    ]
+    columns = [c for c in RUN_COLUMNS if c[4] or any(c[2](r) is not None for r in runs)]
+    head = " ".join(f"{h:{w}}" if h == "src" else f"{h:>{w}}" for h, w, *_ in columns)
+    lines = [f"{'run':30} {'model':20} {'host':12} {'status':8} {head}  flags"]
     for r in runs:
+        cells = " ".join(_cell(value(r), width, spec) for _, width, value, spec, _ in columns)
         lines.append(
-            f"{r.run_id[:30]:30} {r.model[:20]:20} {r.host[:12]:12} {r.status:8} "
-            f"{r.inferences:7d} {_num(r.images_per_s, '8.1f'):>8} {_num(r.energy_j, '10.2f'):>10} "
-            f"{_num(r.uwh_per_inference, '10.4f'):>10} {_num(r.top1, '6.3f'):>6} "
-            f"{r.accuracy_source[:4]:4} {_num(r.composite, '9.3g'):>9}  "
+            f"{r.run_id[:30]:30} {r.model[:20]:20} {r.host[:12]:12} {r.status:8} {cells}  "
             + "; ".join(r.flags + ([r.reason] if r.reason else []))
         )
     stats = [s for s in repeat_stats(runs) if s.runs > 1]

@@ -23,6 +23,7 @@ from exporters.schema import ENERGY
 from exporters.stores.base import Store
 from scoring.rankings import Entry
 from scoring.runs import RunScore
+from scoring.stats import WALL
 
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "h", "<", ">")
 MIN_MARGIN_S = 2.0
@@ -105,30 +106,43 @@ def margin_ns(run: RunScore) -> int:
     return max(int(span * MARGIN_FRACTION), int(MIN_MARGIN_S * 1e9))
 
 
-def power_series(store: Store, run: RunScore) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """``source:domain`` -> (seconds from the window start, watts) for each counted domain."""
-    counted = {(d.source, d.domain) for d in run.domains if d.counted}
-    if not counted or run.end_ns is None:
-        return {}
+def power_series(
+    store: Store, run: RunScore, wall: bool = False
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """``source:domain`` -> (seconds from the window start, watts) for each counted domain, or
+    with ``wall`` for each wall domain (system level: never counted)."""
+    return _split(store, run)[1 if wall else 0]
+
+
+def _split(store: Store, run: RunScore) -> tuple[dict, dict]:
+    """(counted, wall) power series of the run, from one read of the store."""
+    kinds = {(d.source, d.domain): 0 for d in run.domains if d.counted}
+    kinds |= {(d.source, d.domain): 1 for d in run.domains if d.domain == WALL and not d.counted}
+    if not kinds or run.end_ns is None:
+        return {}, {}
     margin = margin_ns(run)
     points = store.read(ENERGY, run.start_ns - margin, run.end_ns + margin,
                         tags={"host": run.host}, fields=["watts"])  # fmt: skip
-    raw: dict[str, tuple[list[float], list[float]]] = defaultdict(lambda: ([], []))
+    raw: dict[tuple[int, str], tuple[list[float], list[float]]] = defaultdict(lambda: ([], []))
     for p in points:
         key = (p.tags.get("source", ""), p.tags.get("domain", ""))
         value = p.fields.get("watts")
-        if key in counted and isinstance(value, int | float) and not isinstance(value, bool):
-            times, watts = raw[f"{key[0]}:{key[1]}"]
+        if key in kinds and isinstance(value, int | float) and not isinstance(value, bool):
+            times, watts = raw[(kinds[key], f"{key[0]}:{key[1]}")]
             times.append((p.time_ns - run.start_ns) / 1e9)
             watts.append(float(value))
-    return {name: (np.array(t), np.array(w)) for name, (t, w) in sorted(raw.items())}
+    out: tuple[dict, dict] = ({}, {})
+    for (kind, name), (t, w) in sorted(raw.items()):
+        out[kind][name] = (np.array(t), np.array(w))
+    return out
 
 
 def power_chart(store: Store, run: RunScore) -> bytes | None:
     """Watts of each counted domain around the run's shaded window (and their total where
-    there are several); ``None`` when the store holds no power samples for it."""
-    series = power_series(store, run)
-    if not series or run.duration_s is None:
+    there are several), and dashed the power at the wall where it was measured, which contains
+    the components; ``None`` when the store holds no power samples for it."""
+    series, walls = _split(store, run)
+    if not (series or walls) or run.duration_s is None:
         return None
     fig = Figure(figsize=(10, 3.4), dpi=DPI, layout="constrained")
     ax = fig.add_subplot()
@@ -139,6 +153,10 @@ def power_chart(store: Store, run: RunScore) -> bytes | None:
         grid = np.unique(np.concatenate([t for t, _ in series.values()]))
         total = sum(np.interp(grid, t, w, left=np.nan, right=np.nan) for t, w in series.values())
         ax.plot(grid, total, color="black", linewidth=1.6, label="total")
+    for name, (t, w) in walls.items():
+        ax.plot(
+            t, w, color="#6e7781", linestyle="--", linewidth=1.4, label=f"{_plain(name)} (wall)"
+        )
     estimated = " (ESTIMATED)" if run.estimated else ""
     ax.set_title(f"{_plain(run.model, 48)} on {_plain(run.host, 48)}{estimated}", fontsize=10)
     ax.set_xlabel("seconds from the window start")

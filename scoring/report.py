@@ -8,7 +8,9 @@
   energy marked ESTIMATED), repeat statistics, rankings per machine by composite score, the
   cross-machine table where there are several machines, the Pareto chart, and power over time
   for the newest finished runs. Every user string (run ids, models, hosts, flags) is escaped.
-- ``scores.csv``: one row per run, the runs table's columns, raw numbers.
+- ``scores.csv``: one row per run, every column of :data:`COLUMNS` (the page's and the
+  CSV-only ones: GPU power, memory, wall energy, power per domain), raw numbers. Shares are
+  fractions (``throttled`` 0.23), utilisations percentages (``GPU util %`` 87.5).
 - ``scores.json``: the runs (``RunScore.as_dict()``), rankings, cross-machine table and repeat
   statistics; infinities and NaN become ``null``.
 """
@@ -30,21 +32,43 @@ from exporters.errors import UsageError
 from exporters.stores.base import Store
 from scoring.rankings import Comparison, Entry, compare, entries, ranking
 from scoring.runs import SPREAD_LIMIT, RepeatStats, RunScore, repeat_stats
+from scoring.stats import WALL
 
 MAX_POWER_CHARTS = 50
 
 
 @dataclass(frozen=True)
 class Column:
-    """A column of the runs table: its header, its raw value, how the page shows a number."""
+    """A column of the runs table: its header, its raw value, how the page shows a number.
+
+    ``page``: "always", "some" (only where some run has a value: no GPU columns for a report
+    without GPUs) or "never" (in the CSV only). The CSV has every column, always."""
 
     header: str
     value: Callable[[RunScore], object]
     spec: str = ""
+    page: str = "always"
 
 
 def _notes(r: RunScore) -> list[str]:
     return ([f"failed: {r.reason}"] if r.status == "failed" else []) + list(r.flags)
+
+
+def _throttle_reasons(r: RunScore) -> str:
+    return ", ".join(r.stats.throttle_reasons) if r.stats else ""
+
+
+def _domain_power(r: RunScore) -> str:
+    """Average/peak watts of the counted and the wall domains:
+    ``rapl:package-0 41.2/55.0 W; ipmi:wall 230.1/260.0 W``."""
+    if r.stats is None:
+        return ""
+    parts = []
+    for d in r.stats.power:
+        if d.counted or d.domain == WALL:
+            avg, peak = _text(d.avg_w, ".1f") or "-", _text(d.peak_w, ".1f") or "-"
+            parts.append(f"{d.source}:{d.domain} {avg}/{peak} W")
+    return "; ".join(parts)
 
 
 COLUMNS: tuple[Column, ...] = (
@@ -66,8 +90,35 @@ COLUMNS: tuple[Column, ...] = (
     Column("Canziani", lambda r: r.canziani, ".2f"),
     Column("NetScore", lambda r: r.netscore, ".2f"),
     Column("coverage", lambda r: r.coverage, ".1%"),
+    Column("Wh", lambda r: r.energy_wh, ".4g", "never"),
+    Column("avg W", lambda r: r.avg_power_w, ".1f", "some"),
+    Column("peak W", lambda r: r.peak_power_w, ".1f", "some"),
+    Column("GPU W", lambda r: r.gpu_power_w, ".1f", "never"),
+    Column("GPU util %", lambda r: r.gpu_util_pct, ".1f", "some"),
+    Column("GPU mem util %", lambda r: r.gpu_mem_util_pct, ".1f", "never"),
+    Column("GPU mem used %", lambda r: r.gpu_mem_used_pct, ".1f", "some"),
+    Column("GPU mem used bytes", lambda r: r.gpu_mem_used_bytes, ".4g", "never"),
+    Column("CPU util %", lambda r: r.cpu_util_pct, ".1f", "some"),
+    Column("throttled", lambda r: r.throttled_share, ".0%", "some"),
+    Column("throttle reasons", _throttle_reasons, "", "never"),
+    Column("wall joules", lambda r: r.wall_energy_j, ".3f", "never"),
+    Column("wall coverage", lambda r: r.wall_coverage, ".1%", "never"),
+    Column("wall W", lambda r: r.wall_power_w, ".1f", "some"),
+    Column("wall uWh/inference", lambda r: r.wall_uwh_per_inference, ".4g", "some"),
+    Column("wall composite", lambda r: r.wall_composite, ".2f", "some"),
+    Column("power by domain", _domain_power, "", "never"),
     Column("flags", lambda r: "; ".join(_notes(r))),
 )
+
+
+def page_columns(runs: Sequence[RunScore]) -> list[Column]:
+    """The columns the page shows for these runs."""
+    return [
+        c
+        for c in COLUMNS
+        if c.page == "always" or (c.page == "some" and any(c.value(r) is not None for r in runs))
+    ]
+
 
 _STYLE = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:24px;color:#1d232a}
@@ -165,9 +216,9 @@ def _td(value: object, spec: str = "") -> str:
     return f"<td>{_e(_text(value))}</td>"
 
 
-def _run_row(r: RunScore) -> tuple[str, list[str]]:
+def _run_row(r: RunScore, columns: Sequence[Column]) -> tuple[str, list[str]]:
     cells = []
-    for col in COLUMNS:
+    for col in columns:
         value = col.value(r)
         if col.header == "estimated":
             cells.append(
@@ -346,12 +397,16 @@ def write_report(
     power_html, images = _power_section(store, runs, max_power_charts)
     images += pareto is not None
 
+    columns = page_columns(runs)
     counts = {s: sum(r.status == s for r in runs) for s in ("finished", "failed", "running")}
     summary = ", ".join(f"{n} {s}" for s, n in counts.items() if n) or "no runs"
     sections = [
         f'<h2 id="runs">Runs</h2><p>{len(runs)} runs: {_e(summary)}. Energy per inference in '
-        "µWh; composite = top-1² / mWh per inference.</p>"
-        + _table([c.header for c in COLUMNS], (_run_row(r) for r in runs)),
+        "µWh; composite = top-1² / mWh per inference; power and utilisation are averages over "
+        "the run's window; throttled is the share of the window a GPU spent throttled (power "
+        "cap, thermal or hardware slowdown); wall figures come from a wall meter (IPMI), shown "
+        "beside the components, never added to them. scores.csv has more columns.</p>"
+        + _table([c.header for c in columns], (_run_row(r, columns) for r in runs)),
         '<h2 id="repeats">Repeats</h2><p>Runs of one model on one machine (same dataset, '
         f"backend, batch size): spread is the standard deviation over the mean; over "
         f"{SPREAD_LIMIT:.0%} is flagged.</p>" + _repeats_table(repeats),

@@ -4,7 +4,10 @@ A run is the ``run`` events that share a ``run_id``: ``start`` then ``end`` (fin
 ``fail`` (never scored). Its window is ``[start, end]``; its energy is the total of the counted
 domains there (:mod:`exporters.window`), gross and, where the run measured an idle baseline,
 net of idle power. Everything the scores need (inferences, accuracy, parameters, MACs) comes
-from the run's own ``end`` event, never from the benchmark's registry.
+from the run's own ``end`` event, never from the benchmark's registry. Beside the energy, each
+scored run carries its window's statistics (:mod:`scoring.stats`: power, GPU and CPU use,
+throttling) and the wall energy where a ``wall`` domain was measured; the score can be computed
+on either: the components (the counted domains; the default) or the wall.
 """
 
 from __future__ import annotations
@@ -19,8 +22,21 @@ from exporters.schema import RUN, Point
 from exporters.stores.base import Store
 from exporters.window import DEFAULT_COUNTED, DomainEnergy, window_energy
 from scoring.scores import canziani, composite, netscore, uwh_per_inference
+from scoring.stats import RunStats, run_stats
 
 SPREAD_LIMIT = 0.05  # repeats of one model on one machine whose spread exceeds this are flagged
+
+# RunScore's properties that as_dict() adds to its fields (and the RunStats figures).
+DERIVED = (
+    "duration_s", "images_per_s", "energy_wh", "net_energy_j", "uwh_per_inference",
+    "net_uwh_per_inference", "composite", "net_composite", "canziani", "netscore",
+    "wall_uwh_per_inference", "wall_composite",
+)  # fmt: skip
+
+
+def _stat(name: str) -> property:
+    """A figure of the run's :class:`RunStats` (None before the run is scored)."""
+    return property(lambda self: None if self.stats is None else getattr(self.stats, name))
 
 
 @dataclass
@@ -50,10 +66,29 @@ class RunScore:
     idle_w: float | None = None
     domains: list[DomainEnergy] = field(default_factory=list)
     flags: list[str] = field(default_factory=list)
+    stats: RunStats | None = None
+
+    avg_power_w = _stat("avg_power_w")
+    peak_power_w = _stat("peak_power_w")
+    gpu_power_w = _stat("gpu_power_w")
+    gpu_util_pct = _stat("gpu_util_pct")
+    gpu_mem_util_pct = _stat("gpu_mem_util_pct")
+    gpu_mem_used_bytes = _stat("gpu_mem_used_bytes")
+    gpu_mem_used_pct = _stat("gpu_mem_used_pct")
+    cpu_util_pct = _stat("cpu_util_pct")
+    throttled_share = _stat("throttled_share")
+    wall_energy_j = _stat("wall_energy_j")
+    wall_coverage = _stat("wall_coverage")
+    wall_power_w = _stat("wall_power_w")
+    wall_peak_w = _stat("wall_peak_w")
 
     @property
     def duration_s(self) -> float | None:
         return None if self.end_ns is None else (self.end_ns - self.start_ns) / 1e9
+
+    @property
+    def energy_wh(self) -> float | None:
+        return None if self.energy_j is None else self.energy_j / 3600
 
     @property
     def images_per_s(self) -> float | None:
@@ -80,8 +115,18 @@ class RunScore:
         return self._per_inference(self.net_energy_j)
 
     @property
+    def wall_uwh_per_inference(self) -> float | None:
+        return self._per_inference(self.wall_energy_j)
+
+    @property
     def composite(self) -> float | None:
         uwh = self.uwh_per_inference
+        return composite(self.top1, uwh) if uwh is not None and self.top1 is not None else None
+
+    @property
+    def wall_composite(self) -> float | None:
+        """The composite score on the energy at the wall instead of the components'."""
+        uwh = self.wall_uwh_per_inference
         return composite(self.top1, uwh) if uwh is not None and self.top1 is not None else None
 
     @property
@@ -102,11 +147,10 @@ class RunScore:
         return netscore(self.top1, self.params, self.macs)
 
     def as_dict(self) -> dict:
-        out = {k: v for k, v in vars(self).items() if k != "domains"}
-        for name in ("duration_s", "images_per_s", "net_energy_j", "uwh_per_inference",
-                     "net_uwh_per_inference", "composite", "net_composite", "canziani",
-                     "netscore"):  # fmt: skip
+        out = {k: v for k, v in vars(self).items() if k not in ("domains", "stats")}
+        for name in DERIVED:
             out[name] = getattr(self, name)
+        out.update((self.stats or RunStats()).to_dict())
         out["domains"] = [vars(d) | {} for d in self.domains]
         return out
 
@@ -167,6 +211,7 @@ def score_run(store: Store, run: RunScore, counted: Sequence[str] = DEFAULT_COUN
         run.energy_j, run.coverage, run.estimated = (
             energy.total_joules, energy.coverage, energy.estimated
         )  # fmt: skip
+    run.stats = run_stats(store, run.host, energy)
     run.flags = _flags(run, energy.counted)
     return run
 
@@ -184,7 +229,7 @@ def _flags(run: RunScore, counted: list[DomainEnergy]) -> list[str]:
         flags.append("accuracy is the published figure, not measured")
     if run.weights == "random" and run.accuracy_source == "measured":
         flags.append("random weights: the measured accuracy is meaningless")
-    return flags
+    return flags + (run.stats.flags() if run.stats else [])
 
 
 def load_runs(

@@ -6,11 +6,23 @@ samples is given ``grace_s`` after its end for the last samples to arrive, then 
 coverage and flagged. The ``score`` point is stamped at the run's end, so scoring a run again
 (two services, or a restart mid-pass) rewrites the same point in InfluxDB, and readers keep one
 score per run in any store.
+
+Besides energy and scores, the point carries the run's statistics (:mod:`scoring.stats`), every
+number a float so that InfluxDB's field types never change: ``energy_wh``, ``avg_power_w``,
+``peak_power_w``, ``gpu_power_w``, ``gpu_util_pct``, ``gpu_mem_util_pct``,
+``gpu_mem_used_bytes``, ``gpu_mem_used_pct``, ``cpu_util_pct``, ``throttled_share`` (0 to 1)
+with ``throttle_reasons`` (text), the wall figures ``wall_energy_j``, ``wall_coverage``,
+``wall_power_w``, ``wall_peak_w``, ``wall_uwh_per_inference`` and ``wall_composite``, and two
+compact JSON strings: ``domain_power`` (``{"source:domain": {"avg_w", "peak_w", "counted"}}``)
+and ``gpu_stats`` (``{"gpu index": {"util_pct", "mem_util_pct", "mem_used_bytes",
+"mem_used_pct", "throttled_share", "throttle"}}``). A figure without a value (no GPU, no wall
+meter) is left out; so are infinities (a zero-energy composite), which InfluxDB cannot store.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from collections.abc import Sequence
 
@@ -42,9 +54,27 @@ def score_point(run: RunScore) -> Point:
         "duration_s": run.duration_s,
         "images_per_s": run.images_per_s,
         "flags": "; ".join(run.flags),
+        "energy_wh": run.energy_wh,
+        "wall_uwh_per_inference": run.wall_uwh_per_inference,
+        "wall_composite": run.wall_composite,
     }
+    stats = run.stats
+    if stats is not None:
+        figures = stats.figures()
+        reasons = figures.pop("throttle_reasons")
+        fields.update(figures)
+        if stats.throttled_share is not None:
+            fields["throttle_reasons"] = ", ".join(reasons)
+        if stats.power:
+            fields["domain_power"] = stats.domain_power_json()
+        if stats.gpus:
+            fields["gpu_stats"] = stats.gpu_stats_json()
     tags = {"run_id": run.run_id, "model": run.model, "host": run.host}
-    values = {k: v for k, v in fields.items() if v is not None}
+    values = {
+        k: v
+        for k, v in fields.items()
+        if v is not None and not (isinstance(v, float) and not math.isfinite(v))
+    }
     return Point(SCORE, tags, values, run.end_ns or run.start_ns)
 
 

@@ -163,3 +163,24 @@ def test_mig_instances_are_skipped(exporter: Exporter) -> None:
     energy, gpu = by_kind(DcgmSource(exporter.url).read())
     assert energy["gpu0"].fields == {"watts": 90.5}
     assert gpu["0"].fields == {"temp_c": 40.0}
+
+
+def test_clock_event_reasons_under_either_name(exporter: Exporter) -> None:
+    """DCGM 3.3+ names the bitmask ..._CLOCKS_EVENT_REASONS, older ones ..._CLOCK_THROTTLE_..."""
+    exporter.body = (
+        "# TYPE DCGM_FI_DEV_CLOCKS_EVENT_REASONS gauge\n"
+        'DCGM_FI_DEV_CLOCKS_EVENT_REASONS{gpu="0",UUID="GPU-a",modelName="NVIDIA H100"} 4\n'
+        "# TYPE DCGM_FI_DEV_CLOCK_THROTTLE_REASONS gauge\n"
+        'DCGM_FI_DEV_CLOCK_THROTTLE_REASONS{gpu="1",UUID="GPU-b",modelName="NVIDIA A100"} 1\n'
+        'DCGM_FI_DEV_CLOCK_THROTTLE_REASONS{gpu="2",UUID="GPU-c",modelName="NVIDIA A100"} 96\n'
+        'DCGM_FI_DEV_CLOCK_THROTTLE_REASONS{gpu="3",UUID="GPU-d",modelName="NVIDIA A100"} '
+        "9223372036854775794\n"  # DCGM_INT64_BLANK: no value
+        'DCGM_FI_DEV_GPU_TEMP{gpu="3",UUID="GPU-d",modelName="NVIDIA A100"} 40\n'
+    )
+    _, gpu = by_kind(DcgmSource(exporter.url).read())
+    assert gpu["0"].fields == {"clock_event_reasons": 4.0, "throttled": 1.0,
+                               "throttle_power": 1.0, "throttle_thermal": 0.0}  # fmt: skip
+    assert gpu["1"].fields == {"clock_event_reasons": 1.0, "throttled": 0.0,  # idle
+                               "throttle_power": 0.0, "throttle_thermal": 0.0}  # fmt: skip
+    assert gpu["2"].fields["throttled"] == gpu["2"].fields["throttle_thermal"] == 1.0  # SW+HW
+    assert gpu["3"].fields == {"temp_c": 40.0}

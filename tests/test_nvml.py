@@ -52,6 +52,10 @@ def test_two_gpus_one_with_energy_counter_units_converted() -> None:
         "sm_clock_mhz": 1980.0,
         "mem_clock_mhz": 2619.0,
         "power_limit_w": 700.0,
+        "clock_event_reasons": 0.0,
+        "throttled": 0.0,
+        "throttle_power": 0.0,
+        "throttle_thermal": 0.0,
     }
     assert all(
         type(v) is float for r in (*energy.values(), *gpu.values()) for v in r.fields.values()
@@ -158,10 +162,11 @@ def test_fake_mirrors_the_real_pynvml() -> None:
     """Same constants, error classes and function signatures as nvidia-ml-py's pynvml."""
     real = pytest.importorskip("pynvml")
     for name in dir(fake):
-        if name.startswith("NVML_") or name.startswith("NVMLError_"):
+        if name.startswith(("NVML_", "NVMLError_", "nvmlClocks")):
             assert hasattr(real, name), name
-        if name.startswith("NVML_"):
+        if name.startswith(("NVML_", "nvmlClocks")):
             assert getattr(fake, name) == getattr(real, name), name
+            assert getattr(FakeNvml([]), name) == getattr(real, name), name
     assert issubclass(real.NVMLError_GpuIsLost, real.NVMLError)
     assert real.NVMLError(15).value == fake.NVMLError(15).value == 15
     for name, method in inspect.getmembers(FakeNvml, inspect.isfunction):
@@ -195,6 +200,8 @@ def test_real_nvml_reads_every_gpu(real_source: NvmlSource) -> None:
             ("GPU-", "MIG-")
         )
         assert energy[f"gpu{i}"].fields["watts"] > 0
+        reasons = reading.fields["clock_event_reasons"]  # every GPU since Kepler reports them
+        assert reasons == int(reasons) >= 0 and reading.fields["throttled"] in (0.0, 1.0)
     time.sleep(0.5)
     later = by_kind(real_source.read())[0]
     for domain, reading in energy.items():

@@ -3,8 +3,12 @@
 The readings have the same shape as :mod:`.nvml`'s (``energy`` with ``source=dcgm``, ``gpu`` with
 ``gpu``/``uuid``/``name``), so dashboards and window code treat both alike. Units are converted
 here: ``DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION`` (mJ) becomes the ``joules_total`` counter,
-``DCGM_FI_DEV_FB_*`` (MiB) become bytes. Values DCGM reports as "blank" (its sentinels for "no
-data" or "not supported", e.g. 9223372036854775794) are omitted, like NVML's NOT_SUPPORTED.
+``DCGM_FI_DEV_FB_*`` (MiB) become bytes, and the clock-event reasons bitmask
+(``DCGM_FI_DEV_CLOCKS_EVENT_REASONS``, before DCGM 3.3 ``DCGM_FI_DEV_CLOCK_THROTTLE_REASONS``;
+exported where dcgm-exporter's counters CSV lists it) becomes the same ``clock_event_reasons``
+and ``throttled`` fields as NVML's (:func:`.nvml.clock_event_fields`). Values DCGM reports as
+"blank" (its sentinels for "no data" or "not supported", e.g. 9223372036854775794) are omitted,
+like NVML's NOT_SUPPORTED.
 Series of MIG instances (a non-empty ``GPU_I_ID`` label) are skipped: readings are per GPU.
 """
 
@@ -20,7 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from exporters.errors import SourceError, SourceUnavailable
 from exporters.schema import ENERGY, GPU, Counter, Reading, energy_tags
-from exporters.sources.nvml import gpu_inventory
+from exporters.sources.nvml import clock_event_fields, gpu_inventory
 
 MIB = 2**20
 POWER, ENERGY_MJ = "DCGM_FI_DEV_POWER_USAGE", "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION"
@@ -34,6 +38,7 @@ GPU_FIELDS = {  # DCGM family -> field of the gpu measurement (same unit)
     "DCGM_FI_DEV_MEM_CLOCK": "mem_clock_mhz",
     "DCGM_FI_DEV_POWER_MGMT_LIMIT": "power_limit_w",
 }
+CLOCK_EVENTS = ("DCGM_FI_DEV_CLOCKS_EVENT_REASONS", "DCGM_FI_DEV_CLOCK_THROTTLE_REASONS")
 FP64_BLANK, INT64_BLANK = 2.0**47, 2.0**63 - 16  # DCGM_FP64_BLANK, DCGM_INT64_BLANK and above
 Values = dict[str, tuple[dict[str, str], float]]  # DCGM family -> (labels, value), for one GPU
 
@@ -107,6 +112,9 @@ class DcgmSource:
                     total = used + free + (value(FB_RESERVED) or 0.0)
             if total is not None:
                 gpu["mem_total_bytes"] = total * MIB
+            reasons = next((v for fam in CLOCK_EVENTS if (v := value(fam)) is not None), None)
+            if reasons is not None:
+                gpu.update(clock_event_fields(int(reasons)))
             labels = next(iter(values.values()))[0]
             tags = {
                 "gpu": index,

@@ -2,10 +2,11 @@
 
 Per GPU, :meth:`NvmlSource.read` returns an ``energy`` reading (``watts`` from the power sensor
 and, on Volta and newer, the ``joules_total`` counter from the total-energy counter in mJ) and a
-``gpu`` reading (utilisation, memory, temperature, clocks, power limit). A field the GPU does not
-support is omitted, never zero. One GPU failing (lost, unknown error) does not stop the others;
-only when every GPU fails does ``read()`` raise. Every numeric field is a float, so that NVML and
-DCGM points of the same measurement have the same field types.
+``gpu`` reading (utilisation, memory, temperature, clocks, power limit, and the clock-event
+reasons: see :func:`clock_event_fields`). A field the GPU does not support is omitted, never
+zero. One GPU failing (lost, unknown error) does not stop the others; only when every GPU fails
+does ``read()`` raise. Every numeric field is a float, so that NVML and DCGM points of the same
+measurement have the same field types.
 """
 
 from __future__ import annotations
@@ -19,6 +20,52 @@ from exporters.schema import ENERGY, GPU, Counter, Reading, energy_tags
 from exporters.sources.nvml_errors import NO_MODULE_FIX, code_of, is_unsupported, translate
 
 log = logging.getLogger(__name__)
+
+# Clock-event ("throttle") reason bits: nvidia-ml-py's nvmlClocksEventReason* (formerly
+# nvmlClocksThrottleReason*, the same bits), and the bitmask of DCGM's
+# DCGM_FI_DEV_CLOCKS_EVENT_REASONS (formerly DCGM_FI_DEV_CLOCK_THROTTLE_REASONS).
+GPU_IDLE = 0x1  # nothing runs: clocks are low because there is no work
+APPLICATIONS_CLOCKS = 0x2  # clocks held at the application clocks someone set
+SW_POWER_CAP = 0x4  # the power-management algorithm keeps the board under its power limit
+HW_SLOWDOWN = 0x8  # hardware halves the clocks or more: too hot, power brake or too much draw
+SYNC_BOOST = 0x10  # clocks matched to the slowest GPU of a sync-boost group
+SW_THERMAL = 0x20  # the driver holds the clocks down to keep temperatures in range
+HW_THERMAL = 0x40  # hardware thermal slowdown: the GPU is too hot
+HW_POWER_BRAKE = 0x80  # an external power brake (the system's power supply) is asserted
+DISPLAY_CLOCK = 0x100  # clocks set by the display
+THROTTLE_POWER = SW_POWER_CAP | HW_POWER_BRAKE
+THROTTLE_THERMAL = SW_THERMAL | HW_THERMAL
+THROTTLED = THROTTLE_POWER | THROTTLE_THERMAL | HW_SLOWDOWN
+THROTTLE_LABELS = (
+    (SW_POWER_CAP, "power cap"),
+    (HW_POWER_BRAKE, "power brake"),
+    (THROTTLE_THERMAL, "thermal"),
+    (HW_SLOWDOWN, "hardware slowdown"),
+)
+
+
+def clock_event_fields(reasons: int) -> dict[str, float]:
+    """The ``gpu`` fields of a clock-event reasons bitmask, every one a float.
+
+    ``clock_event_reasons`` is the bitmask itself; ``throttled`` is 1.0 when a reason in
+    :data:`THROTTLED` is active (power cap, power brake, thermal or hardware slowdown), 0.0
+    otherwise: idle, application or display clocks and sync boost lower the clocks for reasons
+    that are not a limit of this GPU. ``throttle_power`` (power cap, power brake) and
+    ``throttle_thermal`` (software or hardware thermal slowdown) say which; a hardware slowdown
+    alone sets neither, since the hardware does not say which limit triggered it.
+    """
+    reasons = int(reasons)
+    return {
+        "clock_event_reasons": float(reasons),
+        "throttled": float(bool(reasons & THROTTLED)),
+        "throttle_power": float(bool(reasons & THROTTLE_POWER)),
+        "throttle_thermal": float(bool(reasons & THROTTLE_THERMAL)),
+    }
+
+
+def throttle_labels(reasons: int) -> list[str]:
+    """The throttling causes in a bitmask, as words ("power cap", "thermal", ...)."""
+    return [label for bits, label in THROTTLE_LABELS if int(reasons) & bits]
 
 
 class NvmlSource:
@@ -101,9 +148,28 @@ class NvmlSource:
         ):
             if value is not None:
                 gpu[field] = float(value)
+        reasons = self._clock_event_reasons(index, h)
+        if reasons is not None:
+            gpu.update(clock_event_fields(reasons))
         if gpu:
             readings.append(Reading(GPU, {"gpu": str(index), "uuid": uuid, "name": name}, gpu))
         return readings
+
+    def _clock_event_reasons(self, index: int, handle: Any) -> int | None:
+        """The current clock-event reasons bitmask, or None where neither function works.
+
+        ``nvmlDeviceGetCurrentClocksEventReasons`` first; an older nvidia-ml-py lacks it and an
+        older driver answers FUNCTION_NOT_FOUND, so then the deprecated
+        ``nvmlDeviceGetCurrentClocksThrottleReasons`` (the same bits). What a GPU does not
+        support is asked once only (:meth:`_optional`).
+        """
+        nv = self._nvml
+        for name in ("nvmlDeviceGetCurrentClocksEventReasons",
+                     "nvmlDeviceGetCurrentClocksThrottleReasons"):  # fmt: skip
+            fn = getattr(nv, name, None)
+            if fn is not None and (reasons := self._optional(index, fn, handle)) is not None:
+                return int(reasons)
+        return None
 
     def read(self) -> list[Reading]:
         """One ``energy`` and one ``gpu`` reading per GPU that could be read."""

@@ -11,6 +11,11 @@ A :class:`FakeNvml` instance is the module-like object::
     source = NvmlSource(nvml=nv)
     nv.gpus[0].advance(0.5)                          # 0.5 s at its power: energy goes up
     nv.gpus[1].fail_with = NVML_ERROR_GPU_IS_LOST    # every call on it fails from now on
+    nv.gpus[0].clock_event_reasons = nvmlClocksEventReasonSwPowerCap  # held at its power cap
+
+``FakeNvml(gpus, driver_lacks={...})`` answers FUNCTION_NOT_FOUND for those functions, as the
+real module does on a driver older than the function; ``module_lacks={...}`` hides them, as an
+older nvidia-ml-py that does not define them.
 
 It can also stand in for the real module: ``monkeypatch.setitem(sys.modules, "pynvml", nv)``.
 """
@@ -27,6 +32,36 @@ NVML_CLOCK_GRAPHICS = 0
 NVML_CLOCK_SM = 1
 NVML_CLOCK_MEM = 2
 NVML_CLOCK_VIDEO = 3
+
+# Clock-event reasons (nvmlDeviceGetCurrentClocksEventReasons), as in nvidia-ml-py 13.
+nvmlClocksEventReasonGpuIdle = 0x0000000000000001
+nvmlClocksEventReasonApplicationsClocksSetting = 0x0000000000000002
+nvmlClocksEventReasonUserDefinedClocks = nvmlClocksEventReasonApplicationsClocksSetting
+nvmlClocksEventReasonSwPowerCap = 0x0000000000000004
+nvmlClocksEventReasonHwSlowdown = 0x0000000000000008
+nvmlClocksEventReasonSyncBoost = 0x0000000000000010
+nvmlClocksEventReasonSwThermalSlowdown = 0x0000000000000020
+nvmlClocksEventReasonHwThermalSlowdown = 0x0000000000000040
+nvmlClocksEventReasonHwPowerBrakeSlowdown = 0x0000000000000080
+nvmlClocksEventReasonDisplayClockSetting = 0x0000000000000100
+nvmlClocksEventReasonNone = 0x0000000000000000
+nvmlClocksEventReasonAll = 0x00000000000001FF
+
+# Their deprecated names (nvmlDeviceGetCurrentClocksThrottleReasons), with two more bits.
+nvmlClocksThrottleReasonGpuIdle = 0x0000000000000001
+nvmlClocksThrottleReasonApplicationsClocksSetting = 0x0000000000000002
+nvmlClocksThrottleReasonUserDefinedClocks = nvmlClocksThrottleReasonApplicationsClocksSetting
+nvmlClocksThrottleReasonSwPowerCap = 0x0000000000000004
+nvmlClocksThrottleReasonHwSlowdown = 0x0000000000000008
+nvmlClocksThrottleReasonSyncBoost = 0x0000000000000010
+nvmlClocksThrottleReasonSwThermalSlowdown = 0x0000000000000020
+nvmlClocksThrottleReasonHwThermalSlowdown = 0x0000000000000040
+nvmlClocksThrottleReasonHwPowerBrakeSlowdown = 0x0000000000000080
+nvmlClocksThrottleReasonDisplayClockSetting = 0x0000000000000100
+nvmlClocksThrottleReasonBoardLimit = 0x0000000000000200
+nvmlClocksThrottleReasonReliability = 0x0000000000000400
+nvmlClocksThrottleReasonNone = 0x0000000000000000
+nvmlClocksThrottleReasonAll = 0x00000000000007FF
 
 # The return codes, as in nvidia-ml-py 13 (pynvml.py).
 NVML_ERROR_UNINITIALIZED = 1
@@ -134,6 +169,7 @@ class FakeGPU:
     sm_clock_mhz: int = 1980
     mem_clock_mhz: int = 2619
     power_limit_mw: int = 700_000
+    clock_event_reasons: int = nvmlClocksEventReasonNone  # bitmask of nvmlClocksEventReason*
     fail_with: int | None = None  # an NVML_ERROR_* code: every call on this GPU raises it
     not_supported: set[str] = field(default_factory=set)  # nvml function names that fail so
     name_as_bytes: bool = False  # nvidia-ml-py < 12 returned bytes
@@ -152,14 +188,27 @@ class _Handle:
 class FakeNvml:
     """The module-like fake; ``calls`` counts the calls of each function."""
 
-    def __init__(self, gpus: list[FakeGPU], init_error: int | None = None) -> None:
+    def __init__(
+        self,
+        gpus: list[FakeGPU],
+        init_error: int | None = None,
+        driver_lacks: set[str] | frozenset[str] = frozenset(),
+        module_lacks: set[str] | frozenset[str] = frozenset(),
+    ) -> None:
         self.gpus = gpus
         self.init_error = init_error
+        self.driver_lacks = set(driver_lacks)  # functions answering FUNCTION_NOT_FOUND
+        self.module_lacks = set(module_lacks)  # functions this "module version" does not define
         self.initialised = 0  # nvmlInit minus nvmlShutdown, like NVML's reference count
         self.calls: collections.Counter[str] = collections.Counter()
 
+    def __getattribute__(self, name: str) -> Any:
+        if name.startswith("nvml") and name in object.__getattribute__(self, "module_lacks"):
+            raise AttributeError(f"module 'pynvml' has no attribute '{name}'")
+        return object.__getattribute__(self, name)
+
     def __getattr__(self, name: str) -> Any:  # constants and error classes, like the module
-        if name.startswith(("NVML_", "NVMLError", "c_nvml")) and name in globals():
+        if name.startswith(("NVML_", "NVMLError", "c_nvml", "nvmlClocks")) and name in globals():
             return globals()[name]
         raise AttributeError(name)
 
@@ -228,6 +277,13 @@ class FakeNvml:
     def nvmlDeviceGetEnforcedPowerLimit(self, handle: _Handle) -> int:
         return self._gpu(handle, "nvmlDeviceGetEnforcedPowerLimit").power_limit_mw
 
+    def nvmlDeviceGetCurrentClocksEventReasons(self, handle: _Handle) -> int:
+        return self._gpu(handle, "nvmlDeviceGetCurrentClocksEventReasons").clock_event_reasons
+
+    def nvmlDeviceGetCurrentClocksThrottleReasons(self, handle: _Handle) -> int:
+        g = self._gpu(handle, "nvmlDeviceGetCurrentClocksThrottleReasons")
+        return g.clock_event_reasons
+
     def _check(self) -> None:
         if self.initialised <= 0:
             raise NVMLError(NVML_ERROR_UNINITIALIZED)
@@ -235,6 +291,8 @@ class FakeNvml:
     def _gpu(self, handle: _Handle, function: str) -> FakeGPU:
         self._check()
         self.calls[function] += 1
+        if function in self.driver_lacks:  # pynvml's _nvmlGetFunctionPointer raises this
+            raise NVMLError(NVML_ERROR_FUNCTION_NOT_FOUND)
         g = self.gpus[handle.index]
         if g.fail_with is not None:
             raise NVMLError(g.fail_with)
