@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 RECHECK_S = 30.0
 MAX_BUFFERED = 1_000_000
+FINAL_FLUSH_S = 5.0
 
 
 class Agent:
@@ -180,4 +181,7 @@ class Agent:
         finally:
             self._buffer.extend(self._health())
             self.flush()
-            self.store.flush()
+            try:  # a spooling store keeps what the server has not taken yet for the next start
+                self.store.flush(timeout_s=FINAL_FLUSH_S)
+            except StoreError as e:
+                log.warning("%s", e)

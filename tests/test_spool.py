@@ -127,6 +127,19 @@ def test_unusable_directory_is_one_clear_error(tmp_path: Path) -> None:
     assert "\n" not in message
 
 
+def test_a_full_spool_refuses_an_append_whole_and_says_why(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, max_bytes=32 * 1024)
+    spool.append(["m v=0"])
+    with pytest.raises(StoreError, match=r"cannot take more points \(database or disk is full\)"):
+        for i in range(1, 10_000):
+            spool.append([f'm v={i}i,pad="{"x" * 100}"'] * 10)
+    n = len(spool)
+    assert n > 1 and (n - 1) % 10 == 0, "the refused append left nothing behind"
+    spool.ack(spool.tail_id())
+    spool.append(["m v=1"])  # the room that was freed is used again
+    spool.close()
+
+
 def test_reject_keeps_lines_with_their_reason(tmp_path: Path) -> None:
     spool = Spool(tmp_path)
     path = spool.reject(["m f=1", 'm s="x"'], "HTTP 400: field type\nconflict")

@@ -10,6 +10,14 @@ down, answers 5xx or refuses the credentials. Points the server rejects for good
 unparsable line, field type conflict) are isolated by splitting the batch and kept, with the
 server's reason, in ``rejected.lp`` in the spool directory. A store opened on a spool that still
 holds points (after a crash, or a close while the server was down) sends those first.
+``spool_max_bytes`` (or ``TUBAI_SPOOL_MAX_MB`` in the environment) caps the spool's disk use.
+
+A spool directory that cannot be created or written, or a spool that is full (disk full, or the
+cap), does not stop the writer: one error line names the spool, the reason and the fix, and
+points wait in a bounded :class:`~exporters.stores.spool.MemorySpool` (``memory_bound`` points,
+the oldest dropped beyond it, counted and logged) and are sent from there, after whatever the
+disk spool still holds. Writes go back to the disk spool once the memory queue has drained. What
+waits in memory is lost if the process ends: :meth:`~InfluxDBStore.close` says how much.
 
 Types: every number (int or float, not bool) is written as a float, so that a field never gets
 two types in InfluxDB; :meth:`~InfluxDBStore.read` returns numbers as floats (the SQLite store
@@ -55,12 +63,13 @@ from exporters.errors import StoreError, UsageError
 from exporters.schema import FieldValue, Point
 from exporters.stores.base import Columns, Store
 from exporters.stores.influxql import quote_ident, quote_literal
-from exporters.stores.spool import REJECTED_FILE, Spool
+from exporters.stores.spool import MemorySpool, Spool, SpoolError
 
 log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 8086
 DEFAULT_SPOOL_ROOT = Path("data") / "spool"
+DEFAULT_MEMORY_BOUND = 200_000
 _SCHEMES = {"influxdb": "http", "influxdb+http": "http", "influxdb+https": "https"}
 _URL_HELP = "use influxdb://HOST:8086/DBNAME (influxdb+https:// for TLS)"
 _CRED_HELP = "set TUBAI_INFLUXDB_TOKEN, or TUBAI_INFLUXDB_USERNAME and TUBAI_INFLUXDB_PASSWORD"
@@ -93,6 +102,8 @@ class InfluxDBStore(Store):
         retry_max_s: float = 5.0,
         flush_timeout_s: float = 30.0,
         close_timeout_s: float = 5.0,
+        spool_max_bytes: int | None = None,
+        memory_bound: int = DEFAULT_MEMORY_BOUND,
     ) -> None:
         if not database:
             raise UsageError(f"InfluxDB store at {base_url} names no database: {_URL_HELP}")
@@ -122,16 +133,31 @@ class InfluxDBStore(Store):
         self._send_http = _session(token, username, password)
         self._read_http = _session(token, username, password)
 
-        self._spool = Spool(self.spool_dir)
-        owner = self._spool.get_meta("database")
-        if owner is None:
-            self._spool.set_meta("database", database)
-        elif owner != database:
-            self._spool.close()
-            raise StoreError(
-                f"spool {self.spool_dir} holds points for database {owner!r}, not {database!r}: "
-                "give this store its own spool directory (TUBAI_SPOOL_DIR or spool_dir)"
-            )
+        if spool_max_bytes is None:
+            spool_max_bytes = _max_bytes_from_env()
+        self._memory = MemorySpool(memory_bound, self.spool_dir, name=f"InfluxDB store {self.url}")
+        self._write_lock = threading.Lock()
+        self._to_memory = False  # the disk spool failed: writes wait in memory until it drains
+        self._told: set[str] = set()
+        self._spool: Spool | None = None
+        try:
+            self._spool = Spool(self.spool_dir, max_bytes=spool_max_bytes)
+            owner = self._spool.get_meta("database")
+            if owner is None:
+                self._spool.set_meta("database", database)
+        except SpoolError as e:
+            if self._spool is not None and e.what == "cannot be read":
+                self._spool.close()
+                self._spool = None
+            self._spool_failed(e)
+        else:
+            if owner is not None and owner != database:
+                self._spool.close()
+                raise StoreError(
+                    f"spool {self.spool_dir} holds points for database {owner!r}, not "
+                    f"{database!r}: give this store its own spool directory (TUBAI_SPOOL_DIR or "
+                    "spool_dir)"
+                )
         self._closed = False
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -183,39 +209,81 @@ class InfluxDBStore(Store):
         if skipped:
             log.warning("skipped %d point(s) with no storable field (NaN, inf or none)", skipped)
         if lines:
-            self._spool.append(lines)
+            self._enqueue(lines)
             self._wake.set()
 
+    def _enqueue(self, lines: list[str]) -> None:
+        """Into the disk spool; into memory while it fails and until what went there is sent."""
+        with self._write_lock:
+            if self._spool is not None and not (self._to_memory and len(self._memory)):
+                try:
+                    self._spool.append(lines)
+                except SpoolError as e:
+                    self._spool_failed(e)
+                else:
+                    if self._to_memory:
+                        self._to_memory = False
+                        self._tell(logging.INFO, f"spool {self._spool.path} takes points again")
+                    return
+            self._to_memory = True
+            self._memory.append(lines)
+
+    def _spool_failed(self, e: SpoolError) -> None:
+        self._to_memory = True
+        cap = self._spool.max_bytes if self._spool is not None else None
+        fix = f"make {self.spool_dir} a writable directory with free space"
+        if cap is not None and "full" in e.reason:
+            fix = f"raise the spool's cap ({cap:,} bytes: TUBAI_SPOOL_MAX_MB) or free space"
+        self._tell(
+            logging.ERROR,
+            f"spool {e.path} {e.what} ({e.reason}): points are kept in memory (up to "
+            f"{self._memory.bound:,}) and sent directly, and lost if this process ends; {fix}, "
+            "or set TUBAI_SPOOL_DIR",
+        )
+
+    def _tell(self, level: int, message: str) -> None:
+        """Log ``message`` once in this store's life."""
+        if message not in self._told:
+            self._told.add(message)
+            log.log(level, "%s", message)
+
     def flush(self, timeout_s: float | None = None) -> None:
-        """Block until the server acknowledged every point spooled so far.
+        """Block until the server acknowledged every point written so far.
 
         Raises :class:`StoreError` after ``timeout_s`` (default: ``flush_timeout_s``) with how many
         points are still spooled and where; they stay there and are sent later.
         """
         self._check_open()
-        target = self._spool.tail_id()
-        if target is None:
+        queues = [q for q in (self._spool, self._memory) if q is not None]
+        targets = [(q, q.tail_id()) for q in queues]
+        targets = [(q, t) for q, t in targets if t is not None]
+        if not targets:
             return
         timeout_s = self.flush_timeout_s if timeout_s is None else timeout_s
         deadline = time.monotonic() + timeout_s
         self._wake.set()
         with self._acked:
             while True:
-                head = self._spool.head_id()
-                if head is None or head > target:
+                heads = [(q.head_id(), t) for q, t in targets]
+                if all(head is None or head > target for head, target in heads):
                     return
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
                 self._acked.wait(min(left, 0.1))
         why = f": {self._last_error}" if self._last_error else ""
+        memory = ""
+        if len(self._memory):
+            memory = f" ({len(self._memory)} of them in memory, lost if this process ends)"
         raise StoreError(
-            f"{len(self._spool)} point(s) still spooled in {self.spool_dir} after {timeout_s:g} s, "
-            f"not yet stored in InfluxDB at {self.base_url}{why}; they are sent when it answers"
+            f"{self._pending()} point(s) still spooled in {self.spool_dir}{memory} after "
+            f"{timeout_s:g} s, not yet stored in InfluxDB at {self.base_url}{why}; they are sent "
+            "when it answers"
         )
 
     def close(self) -> None:
-        """Flush for up to ``close_timeout_s``, then stop; unsent points stay in the spool."""
+        """Flush for up to ``close_timeout_s``, then stop; unsent points stay in the spool
+        (those waiting in memory are lost, and an error says how many)."""
         if self._closed:
             return
         try:
@@ -226,14 +294,25 @@ class InfluxDBStore(Store):
         self._stop.set()
         self._wake.set()
         self._thread.join(self.timeout_s + 1.0)
-        self._spool.close()
+        if len(self._memory):
+            log.error(
+                "%d point(s) waiting in memory were not stored in InfluxDB at %s and are lost",
+                len(self._memory),
+                self.base_url,
+            )
+        self._memory.close()
+        if self._spool is not None:
+            self._spool.close()
         self._send_http.close()
         self._read_http.close()
 
     def pending(self) -> int:
-        """How many points wait in the spool."""
+        """How many points wait to be sent, in the spool and in memory."""
         self._check_open()
-        return len(self._spool)
+        return self._pending()
+
+    def _pending(self) -> int:
+        return (len(self._spool) if self._spool is not None else 0) + len(self._memory)
 
     def _check_open(self) -> None:
         if self._closed:
@@ -243,26 +322,25 @@ class InfluxDBStore(Store):
 
     def _run(self) -> None:
         backoff = self.retry_min_s
-        claimed = False
+        claimed = self._spool is None
         while not self._stop.is_set():
-            if not claimed:
+            if not claimed and self._spool is not None:
                 try:
                     claimed = self._spool.claim_consumer()
                 except OSError as e:
                     self._failed(f"cannot lock the spool ({e.strerror})")
-                if not claimed:  # another store (maybe another process) drains this spool
-                    self._stop.wait(0.5)
-                    continue
+                # else another store (maybe another process) drains the disk spool: send only
+                # what waits in memory, and ask again
             self._wake.clear()
             if self._stop.is_set():  # close() sets _stop before _wake: no wake-up is lost
                 break
             try:
-                last_id, lines = self._spool.peek(self.batch_size)
+                queue, last_id, lines = self._next_batch(claimed)
                 if not lines:
-                    self._wake.wait(1.0)
+                    self._wake.wait(1.0 if claimed else 0.5)
                     continue
-                self._deliver(lines)
-                self._spool.ack(last_id)
+                self._deliver(queue, lines)
+                queue.ack(last_id)
             except _Retry as e:
                 self._failed(str(e))
                 self._stop.wait(backoff)
@@ -282,17 +360,26 @@ class InfluxDBStore(Store):
             with self._acked:
                 self._acked.notify_all()
 
+    def _next_batch(self, claimed: bool) -> tuple[Spool | MemorySpool, int, list[str]]:
+        """The oldest batch: from the disk spool while it holds any, then from memory."""
+        if claimed and self._spool is not None:
+            try:
+                last_id, lines = self._spool.peek(self.batch_size)
+            except SpoolError as e:  # an unreadable spool must not hold back what is in memory
+                self._failed(str(e))
+            else:
+                if lines:
+                    return self._spool, last_id, lines
+        last_id, lines = self._memory.peek(self.batch_size)
+        return self._memory, last_id, lines
+
     def _failed(self, error: str) -> None:
         if error != self._last_error:
-            log.warning(
-                "InfluxDB at %s: %s; points stay spooled in %s, retrying",
-                self.base_url,
-                error,
-                self.spool_dir,
-            )
+            where = f"spooled in {self.spool_dir}" if self._spool is not None else "in memory"
+            log.warning("InfluxDB at %s: %s; points stay %s, retrying", self.base_url, error, where)
         self._last_error = error
 
-    def _deliver(self, lines: list[str]) -> None:
+    def _deliver(self, queue: Spool | MemorySpool, lines: list[str]) -> None:
         """Send ``lines``; keep those refused for good in ``rejected.lp``; raise ``_Retry``."""
         status, body = self._post(lines)
         if status < 300:
@@ -301,15 +388,16 @@ class InfluxDBStore(Store):
             raise _Retry(self._write_error(status, body))
         rejected: list[tuple[str, str]] = []
         self._isolate(lines, status, body, rejected)
+        kept: Path | None = None
         for reason, group in itertools.groupby(rejected, key=lambda r: r[1]):
-            self._spool.reject([line for line, _ in group], reason)
+            kept = queue.reject([line for line, _ in group], reason)
         if rejected:
             log.error(
                 "InfluxDB at %s refused %d point(s) for good (%s); kept in %s",
                 self.base_url,
                 len(rejected),
                 rejected[0][1],
-                self.spool_dir / REJECTED_FILE,
+                kept or "the log above",
             )
 
     def _isolate(
@@ -579,6 +667,22 @@ def _session(token: str | None, username: str | None, password: str | None) -> r
     elif username:
         s.auth = (username, password or "")
     return s
+
+
+def _max_bytes_from_env() -> int | None:
+    """``TUBAI_SPOOL_MAX_MB`` as bytes; None (no cap) when unset."""
+    text = os.environ.get("TUBAI_SPOOL_MAX_MB", "").strip()
+    if not text:
+        return None
+    try:
+        mb = float(text)
+    except ValueError:
+        mb = math.nan
+    if not (mb > 0 and math.isfinite(mb)):
+        raise UsageError(
+            f"TUBAI_SPOOL_MAX_MB={text!r} is not a size: give the spool's cap in megabytes (> 0)"
+        )
+    return int(mb * 1e6)
 
 
 def _netloc(host: str, port: int) -> str:
