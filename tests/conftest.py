@@ -1,5 +1,8 @@
 """Shared fixtures.
 
+Stores: ``store`` is each of the two backends in turn, empty: the embedded SQLite store and
+InfluxDB (a fresh database on the session's ``influxd``), so the same test asks both.
+
 InfluxDB: ``influxd`` yields an :class:`influxd.InfluxTarget`: one real ``influxd`` per test
 session (``influxd_server``) and a fresh database name per test (``.url``, ``.http``,
 ``.database``, ``.stop()``, ``.start()``, ``.query(q)``). Where ``influxd`` is not installed the
@@ -11,9 +14,14 @@ from __future__ import annotations
 import itertools
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from influxd import InfluxD, InfluxTarget, find_influxd
+
+from exporters.stores.base import Store
+from exporters.stores.influxdb import InfluxDBStore
+from exporters.stores.sqlite import SQLiteStore
 
 _INFLUXD_MISSING = "influxd not found: apt-get install influxdb (Debian) to run the InfluxDB tests"
 _databases = itertools.count(1)
@@ -39,3 +47,15 @@ def influxd(influxd_server: InfluxD) -> Iterator[InfluxTarget]:
     yield InfluxTarget(influxd_server, f"tubai_test_{next(_databases)}")
     if not influxd_server.running:  # a test that stopped it must not break the next ones
         influxd_server.start()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("influxdb", marks=pytest.mark.influxdb)])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    """An empty store of each kind: the same questions must get the same answers from both."""
+    if request.param == "sqlite":
+        opened: Store = SQLiteStore(tmp_path / "store.db")
+    else:
+        influxd = request.getfixturevalue("influxd")
+        opened = InfluxDBStore.from_url(influxd.url, spool_dir=tmp_path / "spool")
+    with opened as s:
+        yield s

@@ -12,7 +12,6 @@ import sys
 import pytest
 from run_fixtures import add_events, add_power, add_samples
 
-from exporters.stores.influxdb import InfluxDBStore
 from exporters.stores.sqlite import SQLiteStore
 from scoring.report import COLUMNS, write_report
 from scoring.runs import load_runs
@@ -94,17 +93,6 @@ EXPECTED = {
     "wall_composite": TOP1**2 / (WALL_J / 3.6 / INFERENCES),
 }
 FLAG = "GPU 0 throttled 30% of the window (power cap)"
-
-
-@pytest.fixture(params=["sqlite", pytest.param("influxdb", marks=pytest.mark.influxdb)])
-def store(request, tmp_path):
-    if request.param == "sqlite":
-        opened = SQLiteStore(tmp_path / "s.db")
-    else:
-        influxd = request.getfixturevalue("influxd")
-        opened = InfluxDBStore.from_url(influxd.url, spool_dir=tmp_path / "spool")
-    with opened as s:
-        yield s
 
 
 def test_every_figure_of_a_known_run(store) -> None:

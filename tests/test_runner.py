@@ -16,7 +16,6 @@ from benchmark.records import RunTags, read_events, write_event
 from benchmark.runner import RunOptions, run_benchmark
 from benchmark.sampling import Sampler
 from exporters.config import load_config
-from exporters.stores.influxdb import InfluxDBStore
 from exporters.stores.sqlite import SQLiteStore
 from exporters.times import parse_time
 
@@ -133,17 +132,6 @@ def test_digits_end_to_end_through_the_command_line(tmp_path, machine) -> None:
 
 
 HOSTILE = ['it\'s "quoted"', "a b,c=d", "back\\slash", "'; DROP TABLE points; --", "ünï ✓"]
-
-
-@pytest.fixture(params=["sqlite", pytest.param("influxdb", marks=pytest.mark.influxdb)])
-def store(request, tmp_path):
-    if request.param == "sqlite":
-        opened = SQLiteStore(tmp_path / "r.db")
-    else:
-        influxd = request.getfixturevalue("influxd")
-        opened = InfluxDBStore.from_url(influxd.url, spool_dir=tmp_path / "spool")
-    with opened as s:
-        yield s
 
 
 @pytest.mark.parametrize("name", HOSTILE)

@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 from run_fixtures import add_run
 
-from exporters.stores.influxdb import InfluxDBStore
 from exporters.stores.sqlite import SQLiteStore
 from scoring.rankings import compare, entries, ranking
 from scoring.runs import load_runs, repeat_stats
@@ -19,17 +18,6 @@ from scoring.service import score_pending, scored_ids
 
 PAPER = Path(__file__).resolve().parents[2] / "shared" / "paper" / "table3_energy_scores.csv"
 MACHINES = ("a100", "quadro", "bixeon", "i7")
-
-
-@pytest.fixture(params=["sqlite", pytest.param("influxdb", marks=pytest.mark.influxdb)])
-def store(request, tmp_path):
-    if request.param == "sqlite":
-        opened = SQLiteStore(tmp_path / "s.db")
-    else:
-        influxd = request.getfixturevalue("influxd")
-        opened = InfluxDBStore.from_url(influxd.url, spool_dir=tmp_path / "spool")
-    with opened as s:
-        yield s
 
 
 @pytest.fixture

@@ -5,8 +5,6 @@ from __future__ import annotations
 import pytest
 
 from exporters.schema import Point, energy_tags
-from exporters.stores.influxdb import InfluxDBStore
-from exporters.stores.sqlite import SQLiteStore
 from exporters.window import counter_energy, power_energy, window_energy
 
 S = 1_000_000_000
@@ -50,18 +48,6 @@ def _series(store, source, domain, times_s, estimated=False, **columns):
         points.append(Point("energy", tags, fields, int(t * S)))
     store.write(points)
     store.flush()
-
-
-@pytest.fixture(params=["sqlite", pytest.param("influxdb", marks=pytest.mark.influxdb)])
-def store(request, tmp_path):
-    """The same questions to both stores must get the same answers."""
-    if request.param == "sqlite":
-        opened = SQLiteStore(tmp_path / "t.db")
-    else:
-        influxd = request.getfixturevalue("influxd")
-        opened = InfluxDBStore.from_url(influxd.url, spool_dir=tmp_path / "spool")
-    with opened as s:
-        yield s
 
 
 def test_window_totals_count_packages_dram_gpus_not_nested_or_psys(store) -> None:
