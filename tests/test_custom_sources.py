@@ -24,7 +24,6 @@ from exporters.errors import ConfigError
 from exporters.sources import all_sources, build_sources
 from exporters.sources.base import Source
 from exporters.sources.custom import CustomSource, load_custom
-from exporters.stores.sqlite import SQLiteStore
 from exporters.window import window_energy
 
 TESTS = Path(__file__).parent
@@ -58,27 +57,26 @@ def test_custom_sources_are_loaded_from_a_config_file(tmp_path) -> None:
     assert load_config(env={})["sources"]["custom"] == []
 
 
-def test_the_agent_samples_them_and_windows_count_only_matching_domains(tmp_path) -> None:
+def test_the_agent_samples_them_and_windows_count_only_matching_domains(tmp_path, store) -> None:
     cfg = load_config(config_file(tmp_path, RISER, WALL), env={})
     ready, _, _ = build_sources(cfg)
-    with SQLiteStore(tmp_path / "t.db") as store:
-        Agent(ready, store, "lab1", {"power": 0.02, "system": 1.0}).run(duration_s=0.6)
-        riser_points = store.read("energy", 0, 2**62, tags={"domain": "gpu-riser0"})
-        wall_points = store.read("energy", 0, 2**62, tags={"domain": "pdu-wall"})
-        assert len(riser_points) >= 10 and 5 <= len(wall_points) <= 13  # 0.02 s, 0.05 s (not 1 s)
-        start = max(riser_points[0].time_ns, wall_points[0].time_ns)
-        end = min(riser_points[-1].time_ns, wall_points[-1].time_ns)
-        result = window_energy(store, start, end)
-        domains = {d.domain: d for d in result.domains}
-        riser, wall = domains["gpu-riser0"], domains["pdu-wall"]
-        seconds = (end - start) / 1e9
-        assert (riser.source, riser.method, riser.counted) == ("riser", "counter", True)
-        assert riser.joules == pytest.approx(100.0 * seconds, rel=0.02)
-        assert (wall.source, wall.method, wall.counted) == ("pdu", "power", False)
-        assert wall.joules == pytest.approx(300.0 * seconds)
-        assert result.total_joules == pytest.approx(riser.joules)  # the wall meter is not added
-        both = window_energy(store, start, end, counted=("gpu*", "pdu-*"))
-        assert both.total_joules == pytest.approx(riser.joules + wall.joules)
+    Agent(ready, store, "lab1", {"power": 0.02, "system": 1.0}).run(duration_s=0.6)
+    riser_points = store.read("energy", 0, 2**62, tags={"domain": "gpu-riser0"})
+    wall_points = store.read("energy", 0, 2**62, tags={"domain": "pdu-wall"})
+    assert len(riser_points) >= 10 and 5 <= len(wall_points) <= 13  # 0.02 s, 0.05 s (not 1 s)
+    start = max(riser_points[0].time_ns, wall_points[0].time_ns)
+    end = min(riser_points[-1].time_ns, wall_points[-1].time_ns)
+    result = window_energy(store, start, end)
+    domains = {d.domain: d for d in result.domains}
+    riser, wall = domains["gpu-riser0"], domains["pdu-wall"]
+    seconds = (end - start) / 1e9
+    assert (riser.source, riser.method, riser.counted) == ("riser", "counter", True)
+    assert riser.joules == pytest.approx(100.0 * seconds, rel=0.02)
+    assert (wall.source, wall.method, wall.counted) == ("pdu", "power", False)
+    assert wall.joules == pytest.approx(300.0 * seconds)
+    assert result.total_joules == pytest.approx(riser.joules)  # the wall meter is not added
+    both = window_energy(store, start, end, counted=("gpu*", "pdu-*"))
+    assert both.total_joules == pytest.approx(riser.joules + wall.joules)
 
 
 def test_a_custom_available_that_raises_or_answers_badly_is_reported() -> None:

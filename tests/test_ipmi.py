@@ -21,7 +21,6 @@ from exporters.schema import energy_tags
 from exporters.sources import build_sources
 from exporters.sources.base import Source
 from exporters.sources.ipmi import IpmiSource
-from exporters.stores.sqlite import SQLiteStore
 from exporters.window import window_energy
 
 FIXTURES = Path(__file__).parent / "fixtures" / "ipmi"
@@ -202,21 +201,20 @@ def test_bad_ipmi_config(tmp_path, text: str, message: str) -> None:
         load_config(path, env={})
 
 
-def test_the_agent_stores_wall_power_and_windows_integrate_it(tmp_path) -> None:
+def test_the_agent_stores_wall_power_and_windows_integrate_it(tmp_path, store) -> None:
     fake = fake_ipmitool(tmp_path, "dell_poweredge.txt")
     source = IpmiSource(ipmitool=str(fake.path), interval_s=0.05)
-    with SQLiteStore(tmp_path / "t.db") as store:
-        Agent([source], store, "lab1", {"power": 0.1, "system": 1.0}).run(duration_s=0.6)
-        points = store.read("energy", 0, 2**62)
-        assert len(points) >= 5
-        assert {p.fields["watts"] for p in points} == {247.0}
-        assert dict(points[0].tags) == {**energy_tags("ipmi", "wall"), "host": "lab1"}
-        start, end = points[0].time_ns, points[-1].time_ns
-        result = window_energy(store, start, end)
-        [wall] = result.domains
-        assert (wall.source, wall.domain, wall.method) == ("ipmi", "wall", "power")
-        assert wall.joules == pytest.approx(247.0 * (end - start) / 1e9)
-        assert wall.coverage == pytest.approx(1.0) and wall.samples == len(points)
-        assert not wall.counted and result.total_joules == 0  # shown, not in the total
-        counted = window_energy(store, start, end, counted=("wall",))
-        assert counted.total_joules == pytest.approx(wall.joules)
+    Agent([source], store, "lab1", {"power": 0.1, "system": 1.0}).run(duration_s=0.6)
+    points = store.read("energy", 0, 2**62)
+    assert len(points) >= 5
+    assert {p.fields["watts"] for p in points} == {247.0}
+    assert dict(points[0].tags) == {**energy_tags("ipmi", "wall"), "host": "lab1"}
+    start, end = points[0].time_ns, points[-1].time_ns
+    result = window_energy(store, start, end)
+    [wall] = result.domains
+    assert (wall.source, wall.domain, wall.method) == ("ipmi", "wall", "power")
+    assert wall.joules == pytest.approx(247.0 * (end - start) / 1e9)
+    assert wall.coverage == pytest.approx(1.0) and wall.samples == len(points)
+    assert not wall.counted and result.total_joules == 0  # shown, not in the total
+    counted = window_energy(store, start, end, counted=("wall",))
+    assert counted.total_joules == pytest.approx(wall.joules)

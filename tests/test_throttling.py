@@ -15,7 +15,6 @@ from exporters.agent import Agent
 from exporters.schema import Point
 from exporters.sources import nvml as nvml_source
 from exporters.sources.nvml import NvmlSource, clock_event_fields, throttle_labels
-from exporters.stores.sqlite import SQLiteStore
 from scoring.runs import load_runs
 
 EVENT = "nvmlDeviceGetCurrentClocksEventReasons"
@@ -116,22 +115,21 @@ def _event(store, run_id: str, event: str, **fields) -> int:
     return stamp
 
 
-def test_the_agent_stores_throttling_and_the_run_is_flagged(tmp_path) -> None:
+def test_the_agent_stores_throttling_and_the_run_is_flagged(tmp_path, store) -> None:
     """A GPU held at its power cap for the second half of a run; the other never throttled."""
     nv = FakeNvml([FakeGPU(), FakeGPU(uuid="GPU-1")])
-    with SQLiteStore(tmp_path / "t.db") as store:
-        agent = Agent([NvmlSource(nvml=nv)], store, "h", {"power": 0.02, "system": 0.5})
-        sampling = threading.Thread(target=agent.run, kwargs={"duration_s": 1.6})
-        sampling.start()
-        time.sleep(0.2)
-        start = _event(store, "t", "start")
-        time.sleep(0.6)
-        nv.gpus[0].clock_event_reasons = fake.nvmlClocksEventReasonSwPowerCap
-        time.sleep(0.6)
-        end = _event(store, "t", "end", inferences=100, top1=0.7, accuracy_source="measured")
-        sampling.join()
-        stored = store.read("gpu", start, end, tags={"gpu": "0"})
-        (run,) = load_runs(store)
+    agent = Agent([NvmlSource(nvml=nv)], store, "h", {"power": 0.02, "system": 0.5})
+    sampling = threading.Thread(target=agent.run, kwargs={"duration_s": 1.6})
+    sampling.start()
+    time.sleep(0.2)
+    start = _event(store, "t", "start")
+    time.sleep(0.6)
+    nv.gpus[0].clock_event_reasons = fake.nvmlClocksEventReasonSwPowerCap
+    time.sleep(0.6)
+    end = _event(store, "t", "end", inferences=100, top1=0.7, accuracy_source="measured")
+    sampling.join()
+    stored = store.read("gpu", start, end, tags={"gpu": "0"})
+    (run,) = load_runs(store)
     throttled = [p.fields["throttled"] for p in stored]
     assert set(throttled) == {0.0, 1.0} and throttled == sorted(throttled)  # 0 then 1
     assert {p.fields["clock_event_reasons"] for p in stored} == {0.0, 4.0}

@@ -122,3 +122,19 @@ def test_read_columns_holds_what_read_holds(store) -> None:
     assert cols["d"].times == [10, 20] and cols["d"].values == {"a": [1.5, 2.5], "b": [True, None]}
     assert cols["e"].column("b") == ([15], [False]) and cols["e"].column("a") == ([], [])
     assert store.read_columns("m", 0, 100, tags={"domain": "nope"}, fields=("a",)) == []
+
+
+@pytest.mark.parametrize(
+    "host", ["lab' OR host =~ /.*/ --", 'lab" ; DROP DATABASE x', "a b,c=d\\e", "ü ✓"]
+)
+def test_a_hostile_host_selects_exactly_its_own_domains(store, host) -> None:
+    ts = [0.1 * i for i in range(21)]
+    for name in (host, "other"):
+        tags = {**energy_tags("rapl", "package-0"), "host": name}
+        joules = 10.0 if name == host else 99.0
+        store.write(Point("energy", tags, {"joules_total": joules * t}, int(t * S)) for t in ts)
+    store.flush()
+    result = window_energy(store, S // 2, 3 * S // 2, host=host)
+    assert [(d.host, d.domain) for d in result.domains] == [(host, "package-0")]
+    assert result.total_joules == pytest.approx(10.0)
+    assert {d.host for d in window_energy(store, S // 2, 3 * S // 2).domains} == {host, "other"}
