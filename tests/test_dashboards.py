@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import requests
 import yaml
+from custom_sources.meters import WallMeter
 from dashboard_queries import (
     DASHBOARD_DIR,
     DATASOURCE,
@@ -197,7 +198,13 @@ def _fill(store: InfluxDBStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     )
     intervals = {"power": 0.1, "system": 0.5}
     lab1 = Agent(
-        [RaplSource(tmp_path / "sys"), CpuModelSource(), NvmlSource(nvml=nvml), SystemSource()],
+        [
+            RaplSource(tmp_path / "sys"),
+            CpuModelSource(),
+            NvmlSource(nvml=nvml),
+            SystemSource(),
+            WallMeter(),
+        ],  # a custom source, for the wall and custom meters panel
         store,
         host=HOST,
         intervals=intervals,
@@ -220,8 +227,13 @@ def _fill(store: InfluxDBStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
             time.sleep(3.0)
             with Sampler(store, host=HOST, config=load_config()) as sampler:
                 assert sampler.external  # it found lab1's agent feeding the store
-                options = RunOptions(
-                    model="digits_cnn", limit=900, batch_size=64, progress=False, run_id=RUN_ID
+                options = RunOptions(  # long enough for system samples (0.5 s) in the window
+                    model="digits_cnn",
+                    limit=900,
+                    batch_size=64,
+                    progress=False,
+                    run_id=RUN_ID,
+                    min_duration_s=1.5,
                 )
                 (result,) = run_benchmark(options, store, sampler)
             assert result.energy is not None and result.energy.total_joules > 0
