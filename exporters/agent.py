@@ -167,9 +167,10 @@ class Agent:
                 if timers["health"] <= now:
                     self._buffer.extend(self._health())
                     timers["health"] += int(self.intervals["system"] * 1e9)
-                if timers["flush"] <= now:
+                if timers["flush"] <= now:  # on the sampling phase: no wake-ups of its own
                     self.flush()
-                    timers["flush"] = now + int(self.flush_interval_s * 1e9)
+                    step = int(self.flush_interval_s * 1e9)
+                    timers["flush"] += ((now - timers["flush"]) // step + 1) * step
                 if self.waiting and recheck <= now:
                     recheck = now + int(RECHECK_S * 1e9)
                     if self._recheck():

@@ -18,6 +18,8 @@ from exporters.schema import Counter, FieldValue, Reading
 
 log = logging.getLogger(__name__)
 
+_NOISE = 1e-12  # relative: a counter derived by float sums may wobble by a few ulps
+
 
 @dataclass
 class _State:
@@ -28,8 +30,8 @@ class _State:
 
 def counter_delta(last_raw: float, raw: float, wrap: float | None) -> tuple[float, str]:
     """Raw increase from ``last_raw`` to ``raw`` and what happened: "ok", "wrap" or "reset"."""
-    if raw >= last_raw:
-        return raw - last_raw, "ok"
+    if raw >= last_raw - _NOISE * abs(last_raw):  # float noise is no step back
+        return max(0.0, raw - last_raw), "ok"
     if wrap is not None and wrap > 0:
         wrapped = wrap - last_raw + raw
         if 0 <= wrapped < wrap / 2:

@@ -69,3 +69,14 @@ def test_series_are_kept_apart() -> None:
     assert totals.fields(reading(1_000_000), 10**9)["joules_total"] == pytest.approx(1.0)
     second = Reading("energy", {"domain": "dram-0"}, counters={"joules_total": Counter(raw=15.0)})
     assert totals.fields(second, 10**9)["joules_total"] == pytest.approx(5.0)
+
+
+def test_float_noise_is_not_a_reset() -> None:
+    totals = CounterTotals()
+    busy = Reading("cpu", {"cpu": "1"}, counters={"busy_seconds_total": Counter(raw=2269.01)})
+    wobble = Reading(
+        "cpu", {"cpu": "1"}, counters={"busy_seconds_total": Counter(raw=2269.0099999999993)}
+    )
+    totals.fields(busy, 0)
+    assert totals.fields(wobble, 10**9)["busy_seconds_total"] == 0.0
+    assert totals.resets == 0

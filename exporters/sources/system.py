@@ -59,7 +59,10 @@ def busy_seconds(times: Any) -> tuple[float, float]:
     """
     values = times._asdict()
     total = sum(v for k, v in values.items() if k not in ("guest", "guest_nice"))
-    return total - values["idle"] - values.get("iowait", 0.0), total
+    busy = total - values["idle"] - values.get("iowait", 0.0)
+    # The kernel counts in clock ticks (10 ms): rounding to the microsecond removes the float
+    # noise of the sum, which could otherwise make the counter seem to step back (a "reset").
+    return round(busy, 6), round(total, 6)
 
 
 def _is_partition(name: str, names: set[str]) -> bool:
