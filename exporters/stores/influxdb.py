@@ -40,7 +40,6 @@ appear in ``repr``, log lines or error messages.
 
 from __future__ import annotations
 
-import functools
 import gzip
 import heapq
 import itertools
@@ -56,13 +55,12 @@ from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit
 
 import requests
-from influxdb_client import Point as LinePoint
-from influxdb_client import WritePrecision
 
 from exporters.errors import StoreError, UsageError
-from exporters.schema import FieldValue, Point
+from exporters.schema import Point
 from exporters.stores.base import Columns, Store
 from exporters.stores.influxql import quote_ident, quote_literal
+from exporters.stores.lineprotocol import line as line_protocol
 from exporters.stores.spool import MemorySpool, Spool, SpoolError
 
 log = logging.getLogger(__name__)
@@ -74,7 +72,6 @@ _SCHEMES = {"influxdb": "http", "influxdb+http": "http", "influxdb+https": "http
 _URL_HELP = "use influxdb://HOST:8086/DBNAME (influxdb+https:// for TLS)"
 _CRED_HELP = "set TUBAI_INFLUXDB_TOKEN, or TUBAI_INFLUXDB_USERNAME and TUBAI_INFLUXDB_PASSWORD"
 _BAD_DATA = (400, 413, 422)  # the batch itself is refused: split it, keep what stays refused
-_UNSAFE = re.compile(r"[\t\n\r]")
 _DROPPED = re.compile(r"dropped=(\d+)")
 _ERRNO = re.compile(r"\[Errno -?\d+\] ([^'\")]+)")
 
@@ -201,7 +198,7 @@ class InfluxDBStore(Store):
         self._check_open()
         lines, skipped = [], 0
         for point in points:
-            line = _line(point)
+            line = line_protocol(point)
             if line:
                 lines.append(line)
             else:
@@ -572,75 +569,6 @@ class InfluxDBStore(Store):
 
     def __repr__(self) -> str:
         return f"InfluxDBStore({self.url!r}, spool_dir={str(self.spool_dir)!r})"
-
-
-def _line(point: Point) -> str:
-    """One point as line protocol; '' when no field can be stored. Raises UsageError.
-
-    The escaped ``measurement,tags`` part of a series and the check of field names are cached,
-    since every sample of a series repeats them: ingest runs several times faster.
-    """
-    prefix = _series_prefix(point.measurement, tuple(point.tags.items()))
-    fields = LinePoint("_")
-    for key, value in point.fields.items():
-        if key not in _CHECKED_FIELDS:
-            _check_name("field", key, point)
-            _CHECKED_FIELDS.add(key)
-        fields.field(key, _field_value(key, value, point))
-    rest = fields.time(int(point.time_ns), WritePrecision.NS).to_line_protocol()
-    return f"{prefix}{rest[1:]}" if rest else ""
-
-
-_CHECKED_FIELDS: set[str] = set()
-
-
-@functools.lru_cache(maxsize=4096)
-def _series_prefix(measurement: str, tags: tuple[tuple[str, str], ...]) -> str:
-    """``measurement,tag=value,...`` escaped by influxdb-client's Point (line protocol)."""
-    point = Point(measurement, dict(tags), {}, 0)
-    _check_name("measurement", measurement, point)
-    if measurement.startswith("#"):
-        raise UsageError(f"measurement {measurement!r} starts with '#': rename it")
-    lp = LinePoint(measurement)
-    for key, value in tags:
-        _check_name("tag key", key, point)
-        if value:
-            _check_name(f"value of tag {key!r}", value, point, tag_value=True)
-        lp.tag(key, value)
-    line = lp.field("_", 0).to_line_protocol()
-    return line[: -len(" _=0i")]
-
-
-def _check_name(what: str, value: object, point: Point, *, tag_value: bool = False) -> None:
-    """Refuse what line protocol cannot carry: InfluxDB would store something else."""
-    if not isinstance(value, str) or not value:
-        raise UsageError(f"{what} {value!r} of a {point.measurement!r} point must be a string")
-    backslash = value.endswith("\\") if tag_value else "\\" in value
-    if _UNSAFE.search(value) or backslash:
-        where = "a trailing backslash" if tag_value else "a backslash"
-        raise UsageError(
-            f"{what} {value!r} of a {point.measurement!r} point has a tab, newline or {where}, "
-            "which InfluxDB cannot store: remove it"
-        )
-    if value == "time" and what in ("tag key", "field"):
-        raise UsageError(f"{what} 'time' of a {point.measurement!r} point is reserved: rename it")
-
-
-def _field_value(key: str, value: FieldValue, point: Point) -> FieldValue | None:
-    if isinstance(value, (bool, str)):
-        return value
-    if isinstance(value, (int, float)):
-        try:
-            number = float(value)
-        except OverflowError:
-            raise UsageError(
-                f"field {key!r} of a {point.measurement!r} point is too large"
-            ) from None
-        return number if math.isfinite(number) else None
-    raise UsageError(
-        f"field {key!r} of a {point.measurement!r} point has type {type(value).__name__}: "
-        "use float, int, bool or str"
-    )
 
 
 def _points(measurement: str, tags: dict[str, str], series: dict) -> list[Point]:
