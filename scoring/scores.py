@@ -9,7 +9,7 @@ For a run with ``n`` inferences, top-1 accuracy ``a`` (a fraction) and energy ``
 - NetScore (Wong, 2018): ``20 * log10(a_pct**2 / sqrt(params_M * macs_M))``, with ``a_pct`` the
   top-1 in percent, ``params_M`` parameters in millions and ``macs_M`` multiply-accumulates per
   inference in millions (alpha = 2, beta = gamma = 0.5, as Wong proposes). The paper's printed
-  NetScore column does not follow from this definition (see ``shared/paper/README.md``).
+  NetScore column does not follow from this definition (see ``paper/README.md``).
 """
 
 from __future__ import annotations

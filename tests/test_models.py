@@ -3,7 +3,6 @@ preprocessing behave as documented, offline included."""
 
 from __future__ import annotations
 
-import csv
 import logging
 import re
 import socket
@@ -28,11 +27,11 @@ from benchmark.models import (
     registry_table,
 )
 from exporters.errors import UsageError
+from paper import paper_rows
 
 # TensorFlow's tensors and NumPy 2 disagree about __array__'s copy keyword: not ours to fix.
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 
-PAPER = Path(__file__).resolve().parents[2] / "shared" / "paper"
 REQUIRED = (
     "inception_resnet_v2",
     "nasnet_mobile",
@@ -57,14 +56,6 @@ REQUIRED = (
 # al. 2019) 56 M, MobileNetV2 (Sandler et al. 2018) 300 M, EfficientNet B0 (Tan and Le 2019)
 # 390 M multiply-adds.
 SMALL = {"mobilenetv3_small": 56e6, "mobilenetv2": 300e6, "efficientnet_b0": 390e6}
-
-
-def paper_rows(name: str) -> list[dict[str, str]]:
-    path = PAPER / name
-    if not path.exists():
-        pytest.skip(f"{path} not found: the paper's tables live in shared/paper beside the repo")
-    with path.open() as f:
-        return list(csv.DictReader(f))
 
 
 @pytest.fixture(scope="module")

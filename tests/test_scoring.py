@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from run_fixtures import add_run
 
 from exporters.stores.sqlite import SQLiteStore
+from paper import paper_rows
 from scoring.rankings import compare, entries, ranking
 from scoring.runs import load_runs, repeat_stats
 from scoring.service import score_pending, scored_ids
 
-PAPER = Path(__file__).resolve().parents[2] / "shared" / "paper" / "table3_energy_scores.csv"
 MACHINES = ("a100", "quadro", "bixeon", "i7")
 
 
@@ -70,16 +68,9 @@ def test_repeat_statistics_flag_a_spread_over_5_percent(sqlite) -> None:
     assert stats["noisy"].flagged
 
 
-def _paper_rows() -> list[dict]:
-    if not PAPER.exists():
-        pytest.skip(f"{PAPER} not found: the paper's tables live in shared/paper")
-    with PAPER.open() as f:
-        return list(csv.DictReader(f))
-
-
 def test_the_papers_figures_reproduce_table_iii_and_the_a100_ranking(sqlite) -> None:
     """Runs whose measured energy per inference is the paper's, on its four machines."""
-    rows = _paper_rows()
+    rows = paper_rows("table3_energy_scores.csv")
     start = 1_000.0
     for row in rows:
         for machine in MACHINES:
