@@ -36,7 +36,10 @@ class Counter:
     field (``energy_uj`` to joules: ``1e-6``). ``wrap`` is the raw value at which the counter rolls
     over to zero (RAPL's ``max_energy_range_uj``), ``None`` when it does not wrap. ``rate_field``
     names a field that receives the counter's rate of change per second, multiplied by
-    ``rate_scale`` (joules per second are watts: ``rate_scale=1``).
+    ``rate_scale`` (joules per second are watts: ``rate_scale=1``). ``max_rate`` is the physical
+    ceiling in raw units per second (a RAPL zone's maximum power in microwatts is its
+    ``energy_uj`` ceiling): a step beyond it is a bad reading, never energy
+    (:mod:`exporters.counters`); ``None`` for a counter without a known ceiling.
     """
 
     raw: float
@@ -44,6 +47,7 @@ class Counter:
     wrap: float | None = None
     rate_field: str | None = None
     rate_scale: float = 1.0
+    max_rate: float | None = None
 
 
 @dataclass(frozen=True)
