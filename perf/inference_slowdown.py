@@ -22,7 +22,8 @@ import time
 from pathlib import Path
 
 from benchmark.datasets import open_dataset
-from benchmark.models import build_model, get_spec
+from benchmark.models import build_model
+from benchmark.registry import get_spec
 from exporters.agent import Agent
 from exporters.config import load_config
 from exporters.sources import build_sources

@@ -9,8 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmark import datasets
-from benchmark.datasets import imagenet_wnids, open_dataset, resize_size
+from benchmark import datasets, ilsvrc
+from benchmark.datasets import open_dataset
+from benchmark.ilsvrc import imagenet_wnids
+from benchmark.images import resize_and_crop, resize_size
+from benchmark.listing import registry_json
 from exporters.errors import UsageError
 
 tf = pytest.importorskip("tensorflow")
@@ -63,7 +66,7 @@ def class_folders(root: Path, wnid_indices, per_class: int = 1) -> None:
 
 
 def test_wnid_list_is_the_1000_sorted_ilsvrc2012_classes():
-    lines = datasets.WNIDS_FILE.read_text().splitlines()
+    lines = ilsvrc.WNIDS_FILE.read_text().splitlines()
     assert lines == list(WNIDS)
     assert len(lines) == 1000
     assert len(set(lines)) == 1000
@@ -76,8 +79,29 @@ def test_wnid_list_is_the_1000_sorted_ilsvrc2012_classes():
 
 def test_resize_size_follows_the_crop_ratio():
     assert resize_size(224, 0.875) == 256
-    assert resize_size(299, 0.875) == 341
+    assert resize_size(299, 0.875) == 342  # 341.7: rounded, as torchvision's Inception eval
+    assert resize_size(600, 0.9494) == 632  # EfficientNet B7: 600 + 32 (floor would give 631)
     assert resize_size(32, 1.0) == 32
+
+
+def test_every_model_is_resized_as_the_registry_lists(monkeypatch):
+    """`benchmark models --json` lists each model's resize_size: the pipeline resizes to it."""
+    resized = []
+    real_resize = tf.image.resize
+
+    def spy(image, size, *args, **kwargs):
+        resized.append(tuple(int(d) for d in size))
+        return real_resize(image, size, *args, **kwargs)
+
+    monkeypatch.setattr(tf.image, "resize", spy)
+    for listed in registry_json():
+        resized.clear()
+        image = tf.zeros((70, 100, listed["channels"]), tf.uint8)  # landscape, 10:7
+        out = resize_and_crop(image, listed["input_size"], listed["crop_ratio"])
+        assert out.shape == (listed["input_size"], listed["input_size"], listed["channels"])
+        [(height, width)] = resized
+        assert height == listed["resize_size"], listed["name"]  # the shorter side
+        assert width == 100 * height // 70, listed["name"]
 
 
 # -- class folders --------------------------------------------------------------------------
@@ -101,7 +125,7 @@ def test_class_folders_get_global_imagenet_indices(tmp_path):
 
 def test_centre_crop_of_a_wide_and_a_tall_image(tmp_path):
     # 300 wide x 200 high: left half red, right half blue, a green band at the far left that
-    # the resize (shorter side 200 -> 36) and centre crop (32 of 54 columns) must cut away.
+    # the resize (shorter side 200 -> 37) and centre crop (32 of 55 columns) must cut away.
     wide = np.zeros((200, 300, 3), np.uint8)
     wide[:, :150], wide[:, 150:], wide[:, :40] = RED, BLUE, GREEN
     write_image(tmp_path / WNIDS[1] / "wide.JPEG", wide)
@@ -124,7 +148,7 @@ def test_centre_crop_of_a_wide_and_a_tall_image(tmp_path):
 
 def test_resize_and_crop_shapes_and_channels():
     for h, w in [(37, 1000), (1000, 37), (8, 8), (224, 224)]:
-        out = datasets.resize_and_crop(tf.zeros((h, w, 3), tf.uint8), 24, 0.875)
+        out = resize_and_crop(tf.zeros((h, w, 3), tf.uint8), 24, 0.875)
         assert out.shape == (24, 24, 3) and out.dtype == tf.uint8
 
 
@@ -248,8 +272,8 @@ def test_limit_spreads_over_the_classes(tmp_path):
 
 def test_complete_means_every_image_of_every_class(tmp_path, monkeypatch):
     class_folders(tmp_path, [1, 2, 3], per_class=2)
-    monkeypatch.setattr(datasets, "ILSVRC_VAL_IMAGES", 6)
-    monkeypatch.setattr(datasets, "ILSVRC_CLASSES", 3)
+    monkeypatch.setattr(ilsvrc, "VAL_IMAGES", 6)
+    monkeypatch.setattr(ilsvrc, "CLASSES", 3)
     spec = make_spec(num_classes=None)
     assert open_dataset(tmp_path, spec).complete is True
     assert open_dataset(tmp_path, spec, limit=5).complete is False
@@ -308,7 +332,7 @@ def test_partial_set_beside_the_full_labels_file(tmp_path, caplog):
     (tmp_path / "labels.csv").write_text(
         f"a.JPEG,{WNIDS[0]}\nb.JPEG,{WNIDS[7]}\nc.JPEG,{WNIDS[2]}\n"
     )
-    with caplog.at_level("INFO", logger="benchmark.datasets"):
+    with caplog.at_level("INFO", logger="benchmark.ilsvrc"):
         dataset = open_dataset(tmp_path, make_spec())
     assert dataset.size == 1 and not dataset.complete
     assert collect(dataset)[1].tolist() == [7]

@@ -14,18 +14,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmark import models
-from benchmark.models import (
-    BUILTIN,
-    BUILTIN_FAMILIES,
-    MODELS,
-    build_model,
-    count_macs,
-    get_spec,
-    preprocess_fn,
-    registry_json,
-    registry_table,
-)
+from benchmark.listing import registry_json, registry_table
+from benchmark.macs import count_macs
+from benchmark.models import build_model
+from benchmark.preprocess import preprocess_fn
+from benchmark.registry import MODELS, get_spec
+from benchmark.spec import BUILTIN, BUILTIN_FAMILIES, resolve
 from exporters.errors import UsageError
 from paper import paper_rows
 
@@ -122,11 +116,11 @@ def test_keras_constructors_and_preprocessing_resolve_without_building() -> None
     pytest.importorskip("keras")
     for s in MODELS.values():
         if s.is_keras_application:
-            assert callable(models.resolve(s.constructor)), s.name
+            assert callable(resolve(s.constructor)), s.name
             if s.preprocess != BUILTIN:
-                assert callable(models.resolve(s.preprocess)), s.name
+                assert callable(resolve(s.preprocess)), s.name
     with pytest.raises(ImportError):
-        models.resolve("keras.applications.NoSuchNet")
+        resolve("keras.applications.NoSuchNet")
 
 
 def test_builtin_means_keras_preprocess_input_is_a_pass_through() -> None:
@@ -148,8 +142,10 @@ def test_crop_ratios() -> None:
 
 def test_import_and_listing_need_no_tensorflow() -> None:
     code = (
-        "import sys, benchmark.models as m; m.registry_table(); m.registry_json(); "
-        "m.get_spec('resnet50'); m.preprocess_fn(m.MODELS['resnet50']); "
+        "import sys, benchmark.listing as l, benchmark.registry as r, benchmark.preprocess as p; "
+        "l.registry_table(); l.registry_json(); r.get_spec('resnet50'); "
+        "p.preprocess_fn(r.MODELS['resnet50']); "
+        "import benchmark.datasets, benchmark.models, benchmark.macs, benchmark.weights; "
         "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[1])
@@ -402,7 +398,7 @@ def test_preprocessing_matches_keras_for_every_model_and_never_mutates() -> None
         batch = _ramp()
         ours = np.asarray(preprocess_fn(s)(batch))
         np.testing.assert_array_equal(batch, _ramp(), s.name)  # input untouched
-        theirs = models.resolve(s.preprocess)(_ramp())  # NumPy path; works in place
+        theirs = resolve(s.preprocess)(_ramp())  # NumPy path; works in place
         np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-5, err_msg=s.name)
         checked.add(s.preprocess)
     assert len(checked) == 11
