@@ -11,7 +11,8 @@ from collections import Counter as Tally
 from exporters.agent import Agent
 from exporters.cli import ArgumentParser, main_guard, positive_float, setup_logging
 from exporters.config import load_config
-from exporters.sources import all_sources, build_sources, is_enabled
+from exporters.sources import build_sources, check_sources
+from exporters.sources.custom import CustomSource
 from exporters.stores import open_store
 
 log = logging.getLogger("exporters")
@@ -80,23 +81,22 @@ def run(args) -> int:
 
 def doctor(args) -> int:
     cfg = _config(args)
-    rapl_ok = False
-    for name, source in all_sources(cfg).items():
-        enabled = is_enabled(cfg, name)
-        if not enabled:
-            print(f"{name:10} disabled: enable with sources.{name}.enabled: true in the config")
+    for check in check_sources(cfg):
+        name, source = check.name, check.source
+        if not check.used:
+            print(
+                f"{name:10} not used: {check.auto}"
+                if check.auto
+                else f"{name:10} disabled: enable with sources.{name}.enabled: true in the config"
+            )
             continue
-        ok, why = source.available()
-        if name not in cfg["sources"]:  # a custom source: say where it comes from
-            why += f" [custom source {getattr(source, 'spec', '?')}, kind {source.kind}]"
-        rapl_ok = rapl_ok or (name == "rapl" and ok)
-        if name == "cpu_model" and enabled == "auto":
-            if rapl_ok:
-                print(f"{name:10} not used: RAPL measures this machine")
-                continue
-            why = why.rstrip(".") + ". Used here because no RAPL domain is readable."
-        print(f"{name:10} {'found' if ok else 'NOT AVAILABLE'}: {why}")
-        if ok:
+        why = check.why
+        if isinstance(source, CustomSource):  # say where it comes from
+            why += f" [custom source {source.spec}, kind {source.kind}]"
+        if check.auto:
+            why = why.rstrip(".") + f". Used here because {check.auto}."
+        print(f"{name:10} {'found' if check.ok else 'NOT AVAILABLE'}: {why}")
+        if check.ok:
             try:
                 readings = source.read()
             except Exception as e:  # the doctor reports, it never crashes

@@ -7,7 +7,8 @@ Points carry wall-clock nanoseconds taken at the middle of the read. Counters be
 totals (:mod:`exporters.counters`). Points are written in batches every ``flush_interval_s``;
 a failed write keeps the batch for the next try. Every ``stats`` period the agent writes its
 own health: per collector ``duration_s`` and ``ok``, and its ``cpu_seconds_total``. Sources
-that are not available at start are checked again every ``RECHECK_S`` seconds.
+that are not available at start are checked again every ``RECHECK_S`` seconds. When it stops,
+the agent calls ``close()`` on every source that has one (:mod:`exporters.sources.base`).
 """
 
 from __future__ import annotations
@@ -186,3 +187,15 @@ class Agent:
                 self.store.flush(timeout_s=FINAL_FLUSH_S)
             except StoreError as e:
                 log.warning("%s", e)
+            self.close_sources()
+
+    def close_sources(self) -> None:
+        """Call ``close()`` on every source that has one, sampled or still awaited."""
+        for source in [*self.sources, *self.waiting]:
+            close = getattr(source, "close", None)
+            if not callable(close):
+                continue
+            try:
+                close()
+            except Exception as e:  # one source's failure must not keep the others open
+                log.warning("%s: close() failed: %s: %s", source.name, type(e).__name__, e)

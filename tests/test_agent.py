@@ -15,6 +15,7 @@ from exporters.agent import Agent
 from exporters.errors import SourceError
 from exporters.metrics import serve_metrics
 from exporters.schema import Counter, Reading
+from exporters.sources.custom import CustomSource
 from exporters.sources.rapl import RaplSource
 from exporters.stores.sqlite import SQLiteStore
 
@@ -101,3 +102,29 @@ def test_metrics_endpoint_serves_latest_values(tmp_path) -> None:
     }
     assert families["tubai_energy_joules"].type == "counter"
     assert families["tubai_energy_watts"].type == "gauge"
+
+
+class Closing(Ticker):
+    """A ticker with the optional ``close()``, which counts its calls (and may fail)."""
+
+    def __init__(self, name: str, ready: bool = True, broken: bool = False) -> None:
+        super().__init__(name, "power", ready=ready)
+        self.broken, self.closed = broken, 0
+
+    def close(self) -> None:
+        self.closed += 1
+        if self.broken:
+            raise OSError("port busy")
+
+
+def test_every_source_is_closed_when_the_agent_stops(tmp_path, caplog) -> None:
+    broken, sampled, late = Closing("broken", broken=True), Closing("a"), Closing("late", False)
+    user = Closing("user")
+    custom = CustomSource(user, "lab.meters:Meter", 0, None)  # close() goes to the user's object
+    plain = Ticker("plain", "power")  # close() is optional
+    with SQLiteStore(tmp_path / "a.db") as store:
+        agent = Agent([broken, sampled, custom, plain], store, "h", {"power": 0.05}, waiting=[late])
+        agent.run(duration_s=0.3)
+    assert (broken.closed, sampled.closed, user.closed, late.closed) == (1, 1, 1, 1)
+    assert all(source.reads for source in (broken, sampled, user, plain))
+    assert "broken: close() failed: OSError: port busy" in caplog.text

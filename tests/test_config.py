@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from exporters.config import load_config
+from exporters import sources
+from exporters.config import DEFAULTS, load_config
+from exporters.config_checks import nonblank
 from exporters.errors import ConfigError
+from exporters.schema import Reading
+from exporters.sources.base import SourceSpec
 
 
 def test_defaults() -> None:
@@ -65,3 +69,57 @@ def test_bad_environment_override_names_the_key() -> None:
 def test_missing_file(tmp_path) -> None:
     with pytest.raises(ConfigError, match="cannot read config file"):
         load_config(tmp_path / "nope.yaml", env={})
+
+
+class SerialMeter:
+    """A new built-in source, as its module would declare it (below: its spec)."""
+
+    name, kind = "serial", "power"
+
+    def __init__(self, port: str, interval_s: float) -> None:
+        self.port, self.interval_s = port, interval_s
+
+    def available(self) -> tuple[bool, str]:
+        return False, f"serial: nothing answers on {self.port}: plug the meter in"
+
+    def read(self) -> list[Reading]:
+        return []
+
+
+SERIAL = SourceSpec(
+    key="serial",
+    defaults={"enabled": True, "port": "/dev/ttyUSB0", "interval_s": 0.5},
+    validate=lambda settings, where: nonblank(f"{where}.port", settings["port"], "give a port"),
+    build=lambda settings, cfg: SerialMeter(settings["port"], settings["interval_s"]),
+    rechecked=True,
+)
+
+
+def test_the_registry_is_the_one_list_of_built_in_sources() -> None:
+    built_in = [spec.key for spec in sources.BUILT_IN]
+    assert built_in == ["rapl", "nvml", "dcgm", "system", "cpu_model", "ipmi"]
+    assert DEFAULTS["sources"] == sources.default_settings()
+    assert list(DEFAULTS["sources"]) == [*built_in, "custom"]
+    assert [s.key for s in sources.BUILT_IN if s.rechecked] == ["nvml", "dcgm", "ipmi"]
+
+
+def test_a_new_built_in_source_is_its_spec_in_the_registry(monkeypatch, tmp_path) -> None:
+    monkeypatch.setattr(sources, "BUILT_IN", (*sources.BUILT_IN, SERIAL))
+    conf = sources.default_settings()
+    assert list(conf)[-2:] == ["serial", "custom"]
+    for key, value, words in [
+        ("enabled", "auto", "'sources.serial.enabled' is 'auto': use true or false"),
+        ("interval_s", 0, "'sources.serial.interval_s' is 0: give a number of seconds above 0"),
+        ("port", " ", "'sources.serial.port' is ' ': give a port"),
+    ]:
+        bad = {**conf, "serial": {**conf["serial"], key: value}}
+        with pytest.raises(ConfigError, match=words):
+            sources.check_settings(bad)
+    sources.check_settings(conf)
+    only = {key: {**conf[key], "enabled": key == "serial"} for key in conf if key != "custom"}
+    cfg = {"sysfs_root": str(tmp_path), "procfs_root": "/proc", "sources": conf | only}
+    ready, waiting, notes = sources.build_sources(cfg)
+    assert ready == [] and [(s.name, s.interval_s) for s in waiting] == [("serial", 0.5)]
+    assert notes == [
+        "serial: not available: serial: nothing answers on /dev/ttyUSB0: plug the meter in"
+    ]

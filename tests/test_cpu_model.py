@@ -7,9 +7,12 @@ import shutil
 from pathlib import Path
 
 import pytest
+from rapl_writer import make_tree
 
+from exporters.__main__ import main as exporters_main
+from exporters.config import load_config
 from exporters.errors import ConfigError, SourceError, UsageError
-from exporters.sources import cpu_model
+from exporters.sources import build_sources, cpu_model
 from exporters.sources.base import Source
 from exporters.sources.cpu_model import CpuModelSource
 
@@ -101,3 +104,26 @@ def test_defaults_documented():
     src = CpuModelSource()
     assert (src.idle_watts, src.max_watts) == (10.0, 65.0)
     assert "TDP" in (cpu_model.__doc__ or "")
+
+
+@pytest.mark.parametrize("rapl", [True, False])
+def test_auto_uses_the_estimate_only_where_no_rapl_is_readable(
+    tmp_path, monkeypatch, capsys, rapl: bool
+) -> None:
+    if rapl:
+        make_tree(tmp_path, {"package-0": 1000.0})
+    for name in ("nvml", "system"):
+        monkeypatch.setenv(f"TUBAI_SOURCES__{name.upper()}__ENABLED", "false")
+    roots = {"sysfs_root": str(tmp_path), "procfs_root": str(FIXTURE)}
+    ready, _, notes = build_sources(load_config(overrides=roots))
+    assert [s.name for s in ready] == (["rapl"] if rapl else ["cpu_model"])
+    assert [n.split(":")[0] for n in notes] == ["rapl", *([] if rapl else ["cpu_model"])]
+    doctor = ["doctor", "--sysfs-root", str(tmp_path), "--procfs-root", str(FIXTURE)]
+    assert exporters_main(doctor) == 0
+    out = capsys.readouterr().out.splitlines()
+    [line] = [line for line in out if line.startswith("cpu_model")]
+    if rapl:  # the doctor says what the agent does
+        assert line == "cpu_model  not used: RAPL measures this machine"
+    else:
+        assert line.startswith("cpu_model  found: ESTIMATE, not a measurement")
+        assert line.endswith("readable. Used here because no RAPL domain is readable.")

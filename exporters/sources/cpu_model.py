@@ -23,12 +23,14 @@ design figure, not a measured peak: turbo power can exceed it.
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 from pathlib import Path
 
 import psutil
 
 from exporters.errors import ConfigError, SourceError
 from exporters.schema import ENERGY, Counter, Reading, energy_tags
+from exporters.sources.base import Settings, SourceSpec
 from exporters.sources.system import busy_seconds, psutil_procfs
 
 DEFAULT_IDLE_WATTS = 10.0
@@ -44,6 +46,19 @@ def _watts(key: str, value: object, minimum: float, why: str) -> float:
     return float(value)
 
 
+def model_watts(idle_watts: object, max_watts: object) -> tuple[float, float]:
+    """``(idle_watts, max_watts)`` checked: numbers, ``0 <= idle_watts <= max_watts``."""
+    idle = _watts("idle_watts", idle_watts, 0.0, ">= 0")
+    return idle, _watts("max_watts", max_watts, idle, f">= idle_watts ({idle_watts})")
+
+
+def used_without_rapl(found: Collection[str]) -> tuple[bool, str]:
+    """``enabled: auto``: the estimate is used only where no RAPL domain is readable."""
+    if "rapl" in found:
+        return False, "RAPL measures this machine"
+    return True, "no RAPL domain is readable"
+
+
 class CpuModelSource:
     """Estimated CPU energy from utilisation, tagged ``estimated=true``."""
 
@@ -56,10 +71,7 @@ class CpuModelSource:
         max_watts: float = DEFAULT_MAX_WATTS,
         procfs_root: str | Path = "/proc",
     ):
-        self.idle_watts = _watts("idle_watts", idle_watts, 0.0, ">= 0")
-        self.max_watts = _watts(
-            "max_watts", max_watts, self.idle_watts, f">= idle_watts ({idle_watts})"
-        )
+        self.idle_watts, self.max_watts = model_watts(idle_watts, max_watts)
         self.procfs_root = Path(procfs_root)
 
     def available(self) -> tuple[bool, str]:
@@ -88,3 +100,18 @@ class CpuModelSource:
         counter = Counter(raw=self.joules(), rate_field="watts")
         tags = energy_tags("model", "cpu-estimate", estimated=True)
         return [Reading(ENERGY, tags, {}, {"joules_total": counter})]
+
+
+def _validate(settings: Settings, where: str) -> None:
+    model_watts(settings["idle_watts"], settings["max_watts"])
+
+
+SPEC = SourceSpec(
+    key="cpu_model",
+    defaults={"enabled": "auto", "idle_watts": DEFAULT_IDLE_WATTS, "max_watts": DEFAULT_MAX_WATTS},
+    validate=_validate,
+    build=lambda settings, cfg: CpuModelSource(
+        settings["idle_watts"], settings["max_watts"], procfs_root=cfg["procfs_root"]
+    ),
+    auto=used_without_rapl,
+)

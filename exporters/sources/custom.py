@@ -16,13 +16,16 @@ from __future__ import annotations
 
 import importlib
 import re
+from collections.abc import Mapping
 from typing import Any
 
+from exporters.config_checks import SECONDS, positive_seconds, require, unknown_key
 from exporters.errors import ConfigError
 from exporters.schema import Reading
 from exporters.sources.base import Source
 
 KINDS = ("power", "system")
+KEYS = ("class", "interval_s", "options")  # of one entry
 _PATH = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
 
 
@@ -51,6 +54,35 @@ class CustomSource:
         if attribute == "inner":  # not set yet (copy, pickle): no recursion
             raise AttributeError(attribute)
         return getattr(self.inner, attribute)
+
+
+def custom_entries(entries: Any) -> list[dict[str, Any]]:
+    """``sources.custom`` checked, each entry with every key (``interval_s`` and ``options``).
+
+    An entry is ``{class: "package.module:Class", interval_s: 1.0, options: {...}}``; only
+    ``class`` is required. Importing the class waits for :func:`load_custom`.
+    """
+    if entries is None:
+        return []
+    fix = "give a list of {class: 'package.module:Class', options: {...}} entries"
+    require(isinstance(entries, list), "sources.custom", entries, fix)
+    return [_entry(entry, f"sources.custom[{i}]") for i, entry in enumerate(entries)]
+
+
+def _entry(entry: Any, where: str) -> dict[str, Any]:
+    fix = "give a mapping with at least class: 'package.module:Class'"
+    require(isinstance(entry, Mapping) and "class" in entry, where, entry, fix)
+    for key in entry:
+        if key not in KEYS:
+            raise unknown_key(f"{where}.{key}", key, KEYS)
+    interval = entry.get("interval_s")
+    if interval is not None:
+        fix = f"{SECONDS}, or leave it out for the interval of the source's kind"
+        positive_seconds(f"{where}.interval_s", interval, fix)
+    options = entry.get("options")
+    fix = "give a mapping of keyword arguments for the class"
+    require(options is None or isinstance(options, Mapping), f"{where}.options", options, fix)
+    return {"class": entry["class"], "interval_s": interval, "options": dict(options or {})}
 
 
 def load_custom(spec: dict[str, Any], index: int = 0) -> Source:

@@ -18,8 +18,10 @@ import re
 import subprocess
 import time
 
+from exporters.config_checks import nonblank, require
 from exporters.errors import SourceError, SourceUnavailable
 from exporters.schema import ENERGY, Reading, energy_tags
+from exporters.sources.base import Settings, SourceSpec
 
 TIMEOUT_S = 5.0
 RETRY_S = 60.0
@@ -28,6 +30,7 @@ _WATTS = re.compile(r"^\s*Instantaneous power reading\s*:\s*(\d+(?:\.\d+)?)\s*Wa
 _STATE = re.compile(r"^\s*Power reading state is\s*:\s*(\w+)", re.M)
 _DCMI_FAILED = re.compile(r"DCMI request failed because:\s*(.+)")
 NO_DCMI = "this BMC has no DCMI power reading: use a PDU through a custom source (README)"
+INTERFACES = ("lanplus", "lan")
 
 
 class IpmiSource:
@@ -144,3 +147,41 @@ def _watts(text: str, returncode: int, where: str) -> float:
 
 def _first_line(text: str) -> str:
     return next((line.strip() for line in text.splitlines() if line.strip()), "no output")
+
+
+def _validate(settings: Settings, where: str) -> None:
+    for key, fix in (
+        ("host", "give a name, or null for the local BMC"),
+        ("user", "give a name, or null"),
+    ):
+        nonblank(f"{where}.{key}", settings[key], fix, optional=True)
+    require(
+        settings["interface"] in INTERFACES,
+        f"{where}.interface",
+        settings["interface"],
+        "use lanplus (IPMI 2.0) or lan (IPMI 1.5)",
+    )
+    nonblank(f"{where}.ipmitool", settings["ipmitool"], "give the ipmitool command or its path")
+
+
+SPEC = SourceSpec(
+    key="ipmi",
+    # host: null = the local /dev/ipmi0, else LAN with the password in IPMI_PASSWORD (never here)
+    defaults={
+        "enabled": False,
+        "host": None,
+        "user": None,
+        "interface": "lanplus",
+        "ipmitool": "ipmitool",
+        "interval_s": 1.0,
+    },
+    validate=_validate,
+    build=lambda settings, cfg: IpmiSource(
+        host=settings["host"],
+        user=settings["user"],
+        interface=settings["interface"],
+        ipmitool=settings["ipmitool"],
+        interval_s=settings["interval_s"],
+    ),
+    rechecked=True,
+)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from exporters.errors import SourceError, SourceUnavailable
 from exporters.schema import ENERGY, Counter, Reading, energy_tags
+from exporters.sources.base import SourceSpec
 
 MSR = "intel-rapl"
 _CONTROL_TYPE = re.compile(r"intel-rapl(?:-[a-z]+)?")
@@ -171,3 +172,10 @@ class RaplSource:
             tags = energy_tags(self.name, zone.domain)
             readings.append(Reading(ENERGY, tags, counters={"joules_total": counter}))
         return readings
+
+
+SPEC = SourceSpec(
+    key="rapl",
+    defaults={"enabled": True},
+    build=lambda settings, cfg: RaplSource(cfg["sysfs_root"]),
+)

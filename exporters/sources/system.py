@@ -29,6 +29,7 @@ import psutil
 
 from exporters.errors import SourceError, SourceUnavailable
 from exporters.schema import CPU, DISK, MEM, NET, Counter, Reading
+from exporters.sources.base import SourceSpec
 
 _PSUTIL_LOCK = threading.Lock()
 _SKIP_DISK = re.compile(r"^(loop|ram|zram)\d")
@@ -158,3 +159,10 @@ def _io(measurement: str, tags: dict[str, str], **byte_counts: int) -> Reading:
         f"{k}_bytes_total": Counter(raw=v, rate_field=f"{k}_bps") for k, v in byte_counts.items()
     }
     return Reading(measurement, tags, {}, counters)
+
+
+SPEC = SourceSpec(
+    key="system",
+    defaults={"enabled": True},
+    build=lambda settings, cfg: SystemSource(procfs_root=cfg["procfs_root"]),
+)
