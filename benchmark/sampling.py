@@ -9,7 +9,6 @@ end are stored, so the window's end edge can be interpolated.
 
 from __future__ import annotations
 
-import fnmatch
 import logging
 import socket
 import threading
@@ -18,11 +17,11 @@ import time
 from exporters import clock
 from exporters.agent import Agent
 from exporters.config import load_config
+from exporters.domains import IN_TOTAL, domain_of, domain_roles
 from exporters.errors import StoreError
 from exporters.schema import ENERGY
 from exporters.sources import build_sources
 from exporters.stores.base import Store
-from exporters.window import DEFAULT_COUNTED
 
 log = logging.getLogger(__name__)
 
@@ -115,15 +114,16 @@ class Sampler:
             time.sleep(0.1)
 
     def watts(self) -> float | None:
-        """Latest power of the domains a window total counts (our own agent only)."""
+        """Latest power of the domains a window total counts, with the window's roles (a GPU
+        NVML and dcgm both read counts once), from our own agent only."""
         if self.agent is None:
             return None
         latest = [p for p in list(self.agent.latest.values()) if p.measurement == ENERGY]
+        roles = domain_roles([domain_of(p.tags) for p in latest])
         counted = [
             p.fields["watts"]
-            for p in latest
-            if "watts" in p.fields
-            and any(fnmatch.fnmatchcase(p.tags.get("domain", ""), d) for d in DEFAULT_COUNTED)
+            for p, role in zip(latest, roles)
+            if role in IN_TOTAL and "watts" in p.fields
         ]
         return sum(counted) if counted else None
 

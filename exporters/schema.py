@@ -77,3 +77,50 @@ class Point:
 def energy_tags(source: str, domain: str, estimated: bool = False) -> dict[str, str]:
     """Tags of an ``energy`` series; ``estimated`` is always present, as "true" or "false"."""
     return {"source": source, "domain": domain, "estimated": "true" if estimated else "false"}
+
+
+# GPU clock-event ("throttle") reasons: the bits of the ``gpu`` field ``clock_event_reasons``,
+# as nvidia-ml-py's nvmlClocksEventReason* (formerly nvmlClocksThrottleReason*, the same bits)
+# and DCGM's DCGM_FI_DEV_CLOCKS_EVENT_REASONS (formerly DCGM_FI_DEV_CLOCK_THROTTLE_REASONS).
+GPU_IDLE = 0x1  # nothing runs: clocks are low because there is no work
+APPLICATIONS_CLOCKS = 0x2  # clocks held at the application clocks someone set
+SW_POWER_CAP = 0x4  # the power-management algorithm keeps the board under its power limit
+HW_SLOWDOWN = 0x8  # hardware halves the clocks or more: too hot, power brake or too much draw
+SYNC_BOOST = 0x10  # clocks matched to the slowest GPU of a sync-boost group
+SW_THERMAL = 0x20  # the driver holds the clocks down to keep temperatures in range
+HW_THERMAL = 0x40  # hardware thermal slowdown: the GPU is too hot
+HW_POWER_BRAKE = 0x80  # an external power brake (the system's power supply) is asserted
+DISPLAY_CLOCK = 0x100  # clocks set by the display
+THROTTLE_POWER = SW_POWER_CAP | HW_POWER_BRAKE
+THROTTLE_THERMAL = SW_THERMAL | HW_THERMAL
+THROTTLED = THROTTLE_POWER | THROTTLE_THERMAL | HW_SLOWDOWN
+THROTTLE_LABELS = (
+    (SW_POWER_CAP, "power cap"),
+    (HW_POWER_BRAKE, "power brake"),
+    (THROTTLE_THERMAL, "thermal"),
+    (HW_SLOWDOWN, "hardware slowdown"),
+)
+
+
+def clock_event_fields(reasons: int) -> dict[str, float]:
+    """The ``gpu`` fields of a clock-event reasons bitmask, every one a float.
+
+    ``clock_event_reasons`` is the bitmask itself; ``throttled`` is 1.0 when a reason in
+    :data:`THROTTLED` is active (power cap, power brake, thermal or hardware slowdown), 0.0
+    otherwise: idle, application or display clocks and sync boost lower the clocks for reasons
+    that are not a limit of this GPU. ``throttle_power`` (power cap, power brake) and
+    ``throttle_thermal`` (software or hardware thermal slowdown) say which; a hardware slowdown
+    alone sets neither, since the hardware does not say which limit triggered it.
+    """
+    reasons = int(reasons)
+    return {
+        "clock_event_reasons": float(reasons),
+        "throttled": float(bool(reasons & THROTTLED)),
+        "throttle_power": float(bool(reasons & THROTTLE_POWER)),
+        "throttle_thermal": float(bool(reasons & THROTTLE_THERMAL)),
+    }
+
+
+def throttle_labels(reasons: int) -> list[str]:
+    """The throttling causes in a bitmask, as words ("power cap", "thermal", ...)."""
+    return [label for bits, label in THROTTLE_LABELS if int(reasons) & bits]

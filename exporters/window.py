@@ -7,21 +7,25 @@ and that stretch is reported as missing coverage. Domains with power only (``wat
 integrated with the trapezoid rule, never across a gap longer than ``GAP_FACTOR`` sampling
 intervals. ``coverage`` is the fraction of the window whose energy is known.
 
-Which domains make the total (``counted``): packages, DRAM and GPUs by default. Nested domains
-(core, uncore inside a package) and system-level ones (psys) are never added; a GPU seen by both
-NVML and dcgm-exporter counts once (NVML first); the CPU model estimate counts only on a host with
-no RAPL package, and then the total says it is estimated.
+Which domains make the total is each domain's ``role`` (:mod:`exporters.domains`): packages,
+DRAM and GPUs by default, a GPU seen by both NVML and dcgm-exporter once, the CPU model's estimate
+only on a host with no RAPL (and then the total says it is estimated).
+
+The series are read once (:func:`read_energy`, a margin either side of the window so that its
+edges can be interpolated) into :class:`EnergySamples`: the window's energy and the run's
+statistics are computed from the same columns; a power chart reads its run's through the same
+function, with the chart's margin.
 """
 
 from __future__ import annotations
 
-import fnmatch
 import itertools
 import statistics
 from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
+from exporters.domains import DEFAULT_COUNTED, IN_TOTAL, Domain, domain_of, domain_roles
 from exporters.schema import ENERGY
 from exporters.stores.base import Columns, Store
 from exporters.times import format_time
@@ -29,13 +33,13 @@ from exporters.times import format_time
 GAP_FACTOR = 3.0
 MARGIN_NS = 60_000_000_000
 MISMATCH = 0.05
-DEFAULT_COUNTED = ("package-*", "dram-*", "gpu*", "cpu-estimate")
 MEASURED_POWER_SOURCES = ("nvml", "dcgm")
+ENERGY_FIELDS = ("joules_total", "watts")
 
 
 @dataclass(frozen=True)
 class DomainEnergy:
-    """Energy of one domain of one host in the window."""
+    """Energy of one domain of one host in the window; ``counted`` follows from its ``role``."""
 
     host: str
     source: str
@@ -44,10 +48,14 @@ class DomainEnergy:
     method: str
     estimated: bool
     coverage: float
-    counted: bool
+    role: str
+    counted: bool = field(init=False)
     samples: int
     power_joules: float | None = None
     mismatch: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "counted", self.role in IN_TOTAL)
 
 
 @dataclass(frozen=True)
@@ -86,12 +94,57 @@ class WindowEnergy:
         }
 
 
-def _interp(times: Sequence[int], values: Sequence[float], t: int) -> float:
-    i = bisect_left(times, t)
-    if i < len(times) and times[i] == t:
-        return values[i]
-    t0, t1, v0, v1 = times[i - 1], times[i], values[i - 1], values[i]
+@dataclass(frozen=True)
+class EnergySamples:
+    """The ``energy`` series read around the window ``[start_ns, end_ns]``, as columns."""
+
+    start_ns: int
+    end_ns: int
+    series: list[Columns]
+
+    def watts(self) -> dict[Domain, tuple[list[int], list[float]]]:
+        """``(host, source, domain)`` -> (times, watts) of each series' power samples."""
+        out = {}
+        for s in self.series:
+            times, values = s.column("watts")
+            out[domain_of(s.tags)] = (times, [float(v) for v in values])
+        return out
+
+
+def read_energy(
+    store: Store, start_ns: int, end_ns: int, host: str | None = None, margin_ns: int = MARGIN_NS
+) -> EnergySamples:
+    """Every ``energy`` series (optionally of one host) from ``margin_ns`` before the window to
+    ``margin_ns`` after it: one read for the window's energy and everything drawn from it."""
+    if end_ns <= start_ns:
+        raise ValueError("the window must end after it starts")
+    series = store.read_columns(
+        ENERGY,
+        start_ns - margin_ns,
+        end_ns + margin_ns,
+        tags={"host": host} if host else None,
+        fields=ENERGY_FIELDS,
+    )
+    return EnergySamples(start_ns, end_ns, series)
+
+
+def in_window(times: Sequence[int], start_ns: int, end_ns: int) -> slice:
+    """The slice of the sorted ``times`` within ``[start_ns, end_ns]``."""
+    return slice(bisect_left(times, start_ns), bisect_right(times, end_ns))
+
+
+def _lerp(t0: int, v0: float, t1: int, v1: float, t: int) -> float:
     return v0 + (v1 - v0) * (t - t0) / (t1 - t0)
+
+
+def interpolate(times: Sequence[int], values: Sequence[float], t: int) -> float | None:
+    """``values`` (at the sorted ``times``) linearly interpolated at ``t``; None outside them."""
+    if not times or t < times[0] or t > times[-1]:
+        return None
+    i = bisect_left(times, t)
+    if times[i] == t:
+        return values[i]
+    return _lerp(times[i - 1], values[i - 1], times[i], values[i], t)
 
 
 def counter_energy(
@@ -104,8 +157,8 @@ def counter_energy(
             continue
         seg_t, seg_c = times[first:i], totals[first:i]
         lo, hi = max(start_ns, seg_t[0]), min(end_ns, seg_t[-1])
-        if hi > lo:
-            joules += _interp(seg_t, seg_c, hi) - _interp(seg_t, seg_c, lo)
+        if hi > lo:  # both edges lie within the segment: interpolated, never None
+            joules += interpolate(seg_t, seg_c, hi) - interpolate(seg_t, seg_c, lo)
             covered += hi - lo
         first = i
     return joules, covered
@@ -121,9 +174,8 @@ def power_energy(
         lo, hi = max(start_ns, ta), min(end_ns, tb)
         if hi <= lo or tb - ta > gap_ns:
             continue
-        wa, wb = watts[i - 1], watts[i]
-        w_lo = wa + (wb - wa) * (lo - ta) / (tb - ta)
-        w_hi = wa + (wb - wa) * (hi - ta) / (tb - ta)
+        w_lo = _lerp(ta, watts[i - 1], tb, watts[i], lo)
+        w_hi = _lerp(ta, watts[i - 1], tb, watts[i], hi)
         joules += (w_lo + w_hi) / 2 * (hi - lo) / 1e9
         covered += hi - lo
     return joules, covered
@@ -153,32 +205,31 @@ def _series_energy(series: Columns, start: int, end: int) -> dict:
         power_t, power_w = series.column("watts")
         gap = gap_threshold_ns(power_t)
         joules, covered = power_energy(power_t, power_w, start, end, gap)
+    host, source, domain = domain_of(tags)
+    window = in_window(series.times, start, end)
     return dict(
-        host=tags.get("host", ""),
-        source=tags.get("source", ""),
-        domain=tags.get("domain", ""),
+        host=host,
+        source=source,
+        domain=domain,
         joules=joules,
         method=method,
         estimated=tags.get("estimated") == "true",
         coverage=min(1.0, covered / (end - start)),
-        samples=bisect_right(series.times, end) - bisect_left(series.times, start),
+        samples=window.stop - window.start,
         power_joules=cross,
         mismatch=cross is not None and joules > 0 and abs(cross - joules) > MISMATCH * joules,
     )
 
 
-def _counted(domains: list[dict], patterns: Sequence[str]) -> list[bool]:
-    hosts_with_rapl = {d["host"] for d in domains if d["source"] == "rapl"}
-    nvml_gpus = {(d["host"], d["domain"]) for d in domains if d["source"] == "nvml"}
-    flags = []
-    for d in domains:
-        ok = any(fnmatch.fnmatchcase(d["domain"], p) for p in patterns)
-        if d["source"] == "model" and d["host"] in hosts_with_rapl:
-            ok = False
-        if d["source"] == "dcgm" and (d["host"], d["domain"]) in nvml_gpus:
-            ok = False
-        flags.append(ok)
-    return flags
+def energy_of(samples: EnergySamples, counted: Sequence[str] = DEFAULT_COUNTED) -> WindowEnergy:
+    """Every series' energy in the samples' window; ``counted`` (fnmatch patterns) name the
+    domains the total adds (:func:`exporters.domains.domain_roles` decides each one's role)."""
+    start, end = samples.start_ns, samples.end_ns
+    found = [_series_energy(s, start, end) for s in samples.series]
+    found.sort(key=lambda d: (d["host"], d["source"], d["domain"]))
+    roles = domain_roles([(d["host"], d["source"], d["domain"]) for d in found], counted)
+    domains = [DomainEnergy(role=role, **d) for d, role in zip(found, roles)]
+    return WindowEnergy(start, end, domains)
 
 
 def window_energy(
@@ -189,17 +240,4 @@ def window_energy(
     counted: Sequence[str] = DEFAULT_COUNTED,
 ) -> WindowEnergy:
     """Energy of every ``energy`` series in ``[start_ns, end_ns]`` (optionally one host)."""
-    if end_ns <= start_ns:
-        raise ValueError("the window must end after it starts")
-    series = store.read_columns(
-        ENERGY,
-        start_ns - MARGIN_NS,
-        end_ns + MARGIN_NS,
-        tags={"host": host} if host else None,
-        fields=("joules_total", "watts"),
-    )
-    found = [_series_energy(s, start_ns, end_ns) for s in series]
-    found.sort(key=lambda d: (d["host"], d["source"], d["domain"]))
-    flags = _counted(found, counted)
-    domains = [DomainEnergy(counted=flag, **d) for d, flag in zip(found, flags)]
-    return WindowEnergy(start_ns, end_ns, domains)
+    return energy_of(read_energy(store, start_ns, end_ns, host), counted)

@@ -19,11 +19,11 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-from exporters.schema import ENERGY
+from exporters.domains import WALL
 from exporters.stores.base import Store
+from exporters.window import EnergySamples, read_energy
 from scoring.rankings import Entry
 from scoring.runs import RunScore
-from scoring.stats import WALL
 
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "h", "<", ">")
 MIN_MARGIN_S = 2.0
@@ -106,42 +106,36 @@ def margin_ns(run: RunScore) -> int:
     return max(int(span * MARGIN_FRACTION), int(MIN_MARGIN_S * 1e9))
 
 
+def run_samples(store: Store, run: RunScore) -> EnergySamples | None:
+    """The run's energy series with the chart's margin either side (None: no finished window)."""
+    if run.end_ns is None or run.end_ns <= run.start_ns:
+        return None
+    return read_energy(store, run.start_ns, run.end_ns, host=run.host, margin_ns=margin_ns(run))
+
+
 def power_series(
-    store: Store, run: RunScore, wall: bool = False
+    run: RunScore, samples: EnergySamples | None, wall: bool = False
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """``source:domain`` -> (seconds from the window start, watts) for each counted domain, or
-    with ``wall`` for each wall domain (system level: never counted)."""
-    return _split(store, run)[1 if wall else 0]
+    with ``wall`` for each wall domain (system level: never counted), from ``samples``."""
+    keep = [d for d in run.domains if (d.role == WALL if wall else d.counted)]
+    if not keep or samples is None:
+        return {}
+    watts = samples.watts()
+    out = {}
+    for d in keep:
+        times, values = watts.get((d.host, d.source, d.domain), ([], []))
+        if times:
+            seconds = (np.array(times, dtype=np.int64) - run.start_ns) / 1e9
+            out[f"{d.source}:{d.domain}"] = (seconds, np.array(values))
+    return dict(sorted(out.items()))
 
 
-def _split(store: Store, run: RunScore) -> tuple[dict, dict]:
-    """(counted, wall) power series of the run, from one read of the store."""
-    kinds = {(d.source, d.domain): 0 for d in run.domains if d.counted}
-    kinds |= {(d.source, d.domain): 1 for d in run.domains if d.domain == WALL and not d.counted}
-    if not kinds or run.end_ns is None:
-        return {}, {}
-    margin = margin_ns(run)
-    points = store.read(ENERGY, run.start_ns - margin, run.end_ns + margin,
-                        tags={"host": run.host}, fields=["watts"])  # fmt: skip
-    raw: dict[tuple[int, str], tuple[list[float], list[float]]] = defaultdict(lambda: ([], []))
-    for p in points:
-        key = (p.tags.get("source", ""), p.tags.get("domain", ""))
-        value = p.fields.get("watts")
-        if key in kinds and isinstance(value, int | float) and not isinstance(value, bool):
-            times, watts = raw[(kinds[key], f"{key[0]}:{key[1]}")]
-            times.append((p.time_ns - run.start_ns) / 1e9)
-            watts.append(float(value))
-    out: tuple[dict, dict] = ({}, {})
-    for (kind, name), (t, w) in sorted(raw.items()):
-        out[kind][name] = (np.array(t), np.array(w))
-    return out
-
-
-def power_chart(store: Store, run: RunScore) -> bytes | None:
+def power_chart(run: RunScore, samples: EnergySamples | None) -> bytes | None:
     """Watts of each counted domain around the run's shaded window (and their total where
     there are several), and dashed the power at the wall where it was measured, which contains
-    the components; ``None`` when the store holds no power samples for it."""
-    series, walls = _split(store, run)
+    the components; ``None`` when ``samples`` (:func:`run_samples`) hold no power for it."""
+    series, walls = power_series(run, samples), power_series(run, samples, wall=True)
     if not (series or walls) or run.duration_s is None:
         return None
     fig = Figure(figsize=(10, 3.4), dpi=DPI, layout="constrained")

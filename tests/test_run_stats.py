@@ -137,6 +137,32 @@ def test_every_figure_of_a_known_run(store) -> None:
     assert stored.fields["wall_composite"] == pytest.approx(EXPECTED["wall_composite"])
 
 
+def test_roles_decide_the_totals_the_figures_and_the_chart_series(store) -> None:
+    """dcgm reading the GPU NVML reads too changes nothing; counting the wall moves it into
+    the total; the power chart draws the counted series and, dashed, the wall."""
+    build(store)
+    add_power(store, HOST, "dcgm", "gpu0", EDGES, [300.0] * 15)  # NVML reads it: counted once
+    (run,) = load_runs(store)
+    for name in ("energy_j", "avg_power_w", "peak_power_w", "gpu_power_w", "wall_power_w"):
+        assert getattr(run, name) == pytest.approx(EXPECTED[name], rel=1e-12), name
+    roles = {f"{d.source}:{d.domain}": d.role for d in run.domains}
+    assert roles == {"rapl:package-0": "counted", "rapl:core-0": "nested", "nvml:gpu0": "gpu",
+                     "dcgm:gpu0": "duplicate", "ipmi:wall": "wall"}  # fmt: skip
+    assert {f"{d.source}:{d.domain}": d.role for d in run.stats.power} == roles
+
+    charts = pytest.importorskip("scoring.charts")
+    samples = charts.run_samples(store, run)  # 2 s either side: every sample, 98 s .. 112 s
+    assert list(charts.power_series(run, samples)) == ["nvml:gpu0", "rapl:package-0"]
+    (wall,) = charts.power_series(run, samples, wall=True).items()
+    assert wall[0] == "ipmi:wall" and list(wall[1][0]) == [t - START for t in EDGES]
+    assert list(wall[1][1]) == _bump(107.0, 400.0, 450.0)
+
+    (counted,) = load_runs(store, counted=("package-*", "gpu*", "wall"))
+    assert counted.energy_j == pytest.approx(PACKAGE_J + GPU0_J + WALL_J)
+    assert counted.wall_energy_j is None and counted.wall_power_w is None
+    assert {d.domain: d.role for d in counted.domains}["wall"] == "counted"
+
+
 def test_a_run_without_gpu_or_wall_has_none_of_their_figures(store) -> None:
     """The score points of both kinds of run land in one store: no field changes type."""
     build(store)

@@ -10,11 +10,10 @@ import pytest
 from fakes import fake_pynvml as fake
 from fakes.fake_pynvml import FakeGPU, FakeNvml
 
-from exporters import clock
+from exporters import clock, schema
 from exporters.agent import Agent
-from exporters.schema import Point
-from exporters.sources import nvml as nvml_source
-from exporters.sources.nvml import NvmlSource, clock_event_fields, throttle_labels
+from exporters.schema import Point, clock_event_fields, throttle_labels
+from exporters.sources.nvml import NvmlSource
 from scoring.runs import load_runs
 
 EVENT = "nvmlDeviceGetCurrentClocksEventReasons"
@@ -58,17 +57,17 @@ def test_reasons_become_float_fields(reasons, throttled, power, thermal, labels)
 
 def test_bits_are_nvmls() -> None:
     real = pytest.importorskip("pynvml")
-    assert nvml_source.SW_POWER_CAP == real.nvmlClocksEventReasonSwPowerCap
-    assert nvml_source.HW_SLOWDOWN == real.nvmlClocksEventReasonHwSlowdown
-    assert nvml_source.SW_THERMAL == real.nvmlClocksEventReasonSwThermalSlowdown
-    assert nvml_source.HW_THERMAL == real.nvmlClocksEventReasonHwThermalSlowdown
-    assert nvml_source.HW_POWER_BRAKE == real.nvmlClocksEventReasonHwPowerBrakeSlowdown
-    assert nvml_source.GPU_IDLE == real.nvmlClocksThrottleReasonGpuIdle
+    assert schema.SW_POWER_CAP == real.nvmlClocksEventReasonSwPowerCap
+    assert schema.HW_SLOWDOWN == real.nvmlClocksEventReasonHwSlowdown
+    assert schema.SW_THERMAL == real.nvmlClocksEventReasonSwThermalSlowdown
+    assert schema.HW_THERMAL == real.nvmlClocksEventReasonHwThermalSlowdown
+    assert schema.HW_POWER_BRAKE == real.nvmlClocksEventReasonHwPowerBrakeSlowdown
+    assert schema.GPU_IDLE == real.nvmlClocksThrottleReasonGpuIdle
     benign = (real.nvmlClocksEventReasonGpuIdle | real.nvmlClocksEventReasonSyncBoost
               | real.nvmlClocksEventReasonApplicationsClocksSetting
               | real.nvmlClocksEventReasonDisplayClockSetting)  # fmt: skip
-    assert nvml_source.THROTTLED | benign == real.nvmlClocksEventReasonAll
-    assert not nvml_source.THROTTLED & benign
+    assert schema.THROTTLED | benign == real.nvmlClocksEventReasonAll
+    assert not schema.THROTTLED & benign
 
 
 def test_new_function_first_the_deprecated_one_on_old_drivers_and_modules() -> None:

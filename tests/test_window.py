@@ -70,6 +70,13 @@ def test_window_totals_count_packages_dram_gpus_not_nested_or_psys(store) -> Non
     }
     assert result.total_joules == pytest.approx(120 + 12 + 600)
     assert result.coverage == 1.0 and not result.estimated
+    roles = {(d.source, d.domain): d.role for d in result.domains}
+    assert roles == {("rapl", "package-0"): "counted", ("rapl", "core-0"): "nested",
+                     ("rapl", "dram-0"): "counted", ("rapl", "psys"): "platform",
+                     ("nvml", "gpu0"): "gpu", ("dcgm", "gpu0"): "duplicate"}  # fmt: skip
+    doc = {(d["source"], d["domain"]): d for d in result.to_dict()["domains"]}
+    assert (doc["dcgm", "gpu0"]["role"], doc["dcgm", "gpu0"]["counted"]) == ("duplicate", False)
+    assert (doc["nvml", "gpu0"]["role"], doc["nvml", "gpu0"]["counted"]) == ("gpu", True)
 
 
 def test_model_estimate_counts_only_without_rapl_and_says_so(store) -> None:
@@ -82,6 +89,7 @@ def test_model_estimate_counts_only_without_rapl_and_says_so(store) -> None:
     result = window_energy(store, 1 * S, 9 * S)
     assert result.total_joules == pytest.approx(200.0)
     assert not result.estimated
+    assert [d.role for d in result.domains] == ["duplicate", "counted"]  # model, rapl
 
 
 def test_partly_covered_window_reports_its_coverage(store) -> None:

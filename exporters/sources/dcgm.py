@@ -6,15 +6,20 @@ here: ``DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION`` (mJ) becomes the ``joules_total``
 ``DCGM_FI_DEV_FB_*`` (MiB) become bytes, and the clock-event reasons bitmask
 (``DCGM_FI_DEV_CLOCKS_EVENT_REASONS``, before DCGM 3.3 ``DCGM_FI_DEV_CLOCK_THROTTLE_REASONS``;
 exported where dcgm-exporter's counters CSV lists it) becomes the same ``clock_event_reasons``
-and ``throttled`` fields as NVML's (:func:`.nvml.clock_event_fields`). Values DCGM reports as
-"blank" (its sentinels for "no data" or "not supported", e.g. 9223372036854775794) are omitted,
-like NVML's NOT_SUPPORTED.
+and ``throttled`` fields as NVML's (:func:`~exporters.schema.clock_event_fields`). Values DCGM
+reports as "blank" (its sentinels for "no data" or "not supported", e.g. 9223372036854775794)
+are omitted, like NVML's NOT_SUPPORTED.
 Series of MIG instances (a non-empty ``GPU_I_ID`` label) are skipped: readings are per GPU.
+
+The energy counter's ceiling (``Counter.max_rate``, :mod:`.ceilings`) is
+:data:`~.ceilings.HEADROOM` times the highest power limit the same scrape reports
+(:data:`POWER_LIMITS`, where dcgm-exporter exports one), else ``sources.dcgm.max_watts``.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
@@ -23,8 +28,10 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporters.errors import SourceError, SourceUnavailable
-from exporters.schema import ENERGY, GPU, Counter, Reading, energy_tags
-from exporters.sources.nvml import clock_event_fields, gpu_inventory
+from exporters.schema import ENERGY, GPU, Counter, Reading, clock_event_fields, energy_tags
+from exporters.sources.base import SourceSpec
+from exporters.sources.ceilings import HEADROOM, max_rate, validate_max_watts
+from exporters.sources.nvml import ENERGY_SCALE, GPU_MAX_WATTS, gpu_inventory
 
 MIB = 2**20
 POWER, ENERGY_MJ = "DCGM_FI_DEV_POWER_USAGE", "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION"
@@ -38,6 +45,7 @@ GPU_FIELDS = {  # DCGM family -> field of the gpu measurement (same unit)
     "DCGM_FI_DEV_MEM_CLOCK": "mem_clock_mhz",
     "DCGM_FI_DEV_POWER_MGMT_LIMIT": "power_limit_w",
 }
+POWER_LIMITS = ("DCGM_FI_DEV_POWER_MGMT_LIMIT_MAX", "DCGM_FI_DEV_POWER_MGMT_LIMIT")  # watts
 CLOCK_EVENTS = ("DCGM_FI_DEV_CLOCKS_EVENT_REASONS", "DCGM_FI_DEV_CLOCK_THROTTLE_REASONS")
 FP64_BLANK, INT64_BLANK = 2.0**47, 2.0**63 - 16  # DCGM_FP64_BLANK, DCGM_INT64_BLANK and above
 Values = dict[str, tuple[dict[str, str], float]]  # DCGM family -> (labels, value), for one GPU
@@ -49,9 +57,18 @@ class DcgmSource:
     name = "dcgm"
     kind = "power"
 
-    def __init__(self, url: str, timeout_s: float = 2.0, session: Any = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        timeout_s: float = 2.0,
+        session: Any = None,
+        interval_s: float | None = None,
+        max_watts: float = GPU_MAX_WATTS,
+    ) -> None:
         self.url = url if urlsplit(url).path not in ("", "/") else url.rstrip("/") + "/metrics"
         self.timeout_s = timeout_s
+        self.interval_s = interval_s  # None: the interval of its kind
+        self.max_watts = max_watts  # the ceiling of a GPU whose scrape has no power limit
         self._own_session = session is None
         self._session = requests.Session() if session is None else session
 
@@ -100,7 +117,10 @@ class DcgmSource:
             watts, energy_mj = value(POWER), value(ENERGY_MJ)
             if watts is not None or energy_mj is not None:
                 fields = {} if watts is None else {"watts": watts}
-                counters = {} if energy_mj is None else {"joules_total": Counter(energy_mj, 1e-3)}
+                counters = {}
+                if energy_mj is not None:
+                    ceiling = self._ceiling(value)
+                    counters["joules_total"] = Counter(energy_mj, ENERGY_SCALE, max_rate=ceiling)
                 tags = energy_tags(self.name, f"gpu{index}")
                 readings.append(Reading(ENERGY, tags, fields, counters))
 
@@ -124,6 +144,11 @@ class DcgmSource:
             if gpu:
                 readings.append(Reading(GPU, tags, gpu))
         return readings
+
+    def _ceiling(self, value: Callable[[str], float | None]) -> float:
+        """The energy counter's ceiling in mJ/s, from one GPU's scraped power limits."""
+        limits_w = [w for fam in POWER_LIMITS if (w := value(fam)) is not None and w > 0]
+        return max_rate(HEADROOM * max(limits_w) if limits_w else self.max_watts, ENERGY_SCALE)
 
     def available(self) -> tuple[bool, str]:
         """(True, "dcgm-exporter at URL: N GPUs: ...") or (False, why and the fix)."""
@@ -153,3 +178,19 @@ def _value(values: Values, family: str) -> float | None:
 
 def _order(index: str) -> tuple[int, str]:
     return (int(index), "") if index.isdigit() else (1 << 30, index)
+
+
+SPEC = SourceSpec(
+    key="dcgm",
+    defaults={
+        "enabled": False,
+        "url": "http://localhost:9400/metrics",
+        "interval_s": 1.0,
+        "max_watts": GPU_MAX_WATTS,
+    },
+    validate=validate_max_watts,
+    build=lambda settings, cfg: DcgmSource(
+        settings["url"], interval_s=settings["interval_s"], max_watts=settings["max_watts"]
+    ),
+    rechecked=True,
+)

@@ -7,6 +7,10 @@ reasons: see :func:`clock_event_fields`). A field the GPU does not support is om
 zero. One GPU failing (lost, unknown error) does not stop the others; only when every GPU fails
 does ``read()`` raise. Every numeric field is a float, so that NVML and DCGM points of the same
 measurement have the same field types.
+
+The energy counter's ceiling (``Counter.max_rate``, :mod:`.ceilings`) is :data:`~.ceilings.HEADROOM`
+times the highest power limit the GPU accepts (``nvmlDeviceGetPowerManagementLimitConstraints``,
+asked once per GPU), or ``sources.nvml.max_watts`` (:data:`GPU_MAX_WATTS`) where it says none.
 """
 
 from __future__ import annotations
@@ -16,56 +20,18 @@ from collections.abc import Callable
 from typing import Any
 
 from exporters.errors import SourceError, SourceUnavailable
-from exporters.schema import ENERGY, GPU, Counter, Reading, energy_tags
+from exporters.schema import ENERGY, GPU, Counter, Reading, clock_event_fields, energy_tags
+from exporters.sources.base import SourceSpec
+from exporters.sources.ceilings import HEADROOM, max_rate, validate_max_watts
 from exporters.sources.nvml_errors import NO_MODULE_FIX, code_of, is_unsupported, translate
 
 log = logging.getLogger(__name__)
 
-# Clock-event ("throttle") reason bits: nvidia-ml-py's nvmlClocksEventReason* (formerly
-# nvmlClocksThrottleReason*, the same bits), and the bitmask of DCGM's
-# DCGM_FI_DEV_CLOCKS_EVENT_REASONS (formerly DCGM_FI_DEV_CLOCK_THROTTLE_REASONS).
-GPU_IDLE = 0x1  # nothing runs: clocks are low because there is no work
-APPLICATIONS_CLOCKS = 0x2  # clocks held at the application clocks someone set
-SW_POWER_CAP = 0x4  # the power-management algorithm keeps the board under its power limit
-HW_SLOWDOWN = 0x8  # hardware halves the clocks or more: too hot, power brake or too much draw
-SYNC_BOOST = 0x10  # clocks matched to the slowest GPU of a sync-boost group
-SW_THERMAL = 0x20  # the driver holds the clocks down to keep temperatures in range
-HW_THERMAL = 0x40  # hardware thermal slowdown: the GPU is too hot
-HW_POWER_BRAKE = 0x80  # an external power brake (the system's power supply) is asserted
-DISPLAY_CLOCK = 0x100  # clocks set by the display
-THROTTLE_POWER = SW_POWER_CAP | HW_POWER_BRAKE
-THROTTLE_THERMAL = SW_THERMAL | HW_THERMAL
-THROTTLED = THROTTLE_POWER | THROTTLE_THERMAL | HW_SLOWDOWN
-THROTTLE_LABELS = (
-    (SW_POWER_CAP, "power cap"),
-    (HW_POWER_BRAKE, "power brake"),
-    (THROTTLE_THERMAL, "thermal"),
-    (HW_SLOWDOWN, "hardware slowdown"),
-)
-
-
-def clock_event_fields(reasons: int) -> dict[str, float]:
-    """The ``gpu`` fields of a clock-event reasons bitmask, every one a float.
-
-    ``clock_event_reasons`` is the bitmask itself; ``throttled`` is 1.0 when a reason in
-    :data:`THROTTLED` is active (power cap, power brake, thermal or hardware slowdown), 0.0
-    otherwise: idle, application or display clocks and sync boost lower the clocks for reasons
-    that are not a limit of this GPU. ``throttle_power`` (power cap, power brake) and
-    ``throttle_thermal`` (software or hardware thermal slowdown) say which; a hardware slowdown
-    alone sets neither, since the hardware does not say which limit triggered it.
-    """
-    reasons = int(reasons)
-    return {
-        "clock_event_reasons": float(reasons),
-        "throttled": float(bool(reasons & THROTTLED)),
-        "throttle_power": float(bool(reasons & THROTTLE_POWER)),
-        "throttle_thermal": float(bool(reasons & THROTTLE_THERMAL)),
-    }
-
-
-def throttle_labels(reasons: int) -> list[str]:
-    """The throttling causes in a bitmask, as words ("power cap", "thermal", ...)."""
-    return [label for bits, label in THROTTLE_LABELS if int(reasons) & bits]
+ENERGY_SCALE = 1e-3  # the total-energy counter counts millijoules
+# The ceiling of a GPU that states no power-limit range: above the largest boards of today
+# (1400 W: B300, MI355X), so that no real draw reaches it; a counter read as garbage still jumps
+# by far more. dcgm-exporter's GPUs share it.
+GPU_MAX_WATTS = 2000.0
 
 
 class NvmlSource:
@@ -74,8 +40,10 @@ class NvmlSource:
     name = "nvml"
     kind = "power"
 
-    def __init__(self, nvml: Any = None) -> None:
+    def __init__(self, nvml: Any = None, max_watts: float = GPU_MAX_WATTS) -> None:
         self._nvml = nvml
+        self.max_watts = max_watts  # the ceiling of a GPU that states no power-limit range
+        self._ceiling: dict[int, float] = {}  # gpu -> its energy counter's ceiling (mJ/s)
         self._initialised = False
         self._unsupported: set[tuple[Any, ...]] = set()  # (gpu, function, args)
         self._identity: dict[int, tuple[str, str]] = {}  # gpu -> (uuid, name)
@@ -125,7 +93,10 @@ class NvmlSource:
         energy_mj = self._optional(index, nv.nvmlDeviceGetTotalEnergyConsumption, h)
         if power_mw is not None or energy_mj is not None:
             fields = {} if power_mw is None else {"watts": power_mw / 1000}
-            counters = {} if energy_mj is None else {"joules_total": Counter(energy_mj, 1e-3)}
+            counters = {}
+            if energy_mj is not None:
+                ceiling = self._ceiling_of(index, h)
+                counters["joules_total"] = Counter(energy_mj, ENERGY_SCALE, max_rate=ceiling)
             tags = energy_tags(self.name, f"gpu{index}")
             readings.append(Reading(ENERGY, tags, fields, counters))
 
@@ -154,6 +125,18 @@ class NvmlSource:
         if gpu:
             readings.append(Reading(GPU, {"gpu": str(index), "uuid": uuid, "name": name}, gpu))
         return readings
+
+    def _ceiling_of(self, index: int, handle: Any) -> float:
+        """The energy counter's ceiling in mJ/s: :data:`HEADROOM` times the highest power limit
+        the GPU accepts, asked once; ``max_watts`` where the GPU (or the module) has none."""
+        if index not in self._ceiling:
+            fn = getattr(self._nvml, "nvmlDeviceGetPowerManagementLimitConstraints", None)
+            limits_mw = None if fn is None else self._optional(index, fn, handle)
+            top_mw = max(limits_mw or [0])
+            self._ceiling[index] = (
+                HEADROOM * top_mw if top_mw > 0 else max_rate(self.max_watts, ENERGY_SCALE)
+            )
+        return self._ceiling[index]
 
     def _clock_event_reasons(self, index: int, handle: Any) -> int | None:
         """The current clock-event reasons bitmask, or None where neither function works.
@@ -231,3 +214,12 @@ def gpu_inventory(readings: list[Reading]) -> list[str]:
 def _text(value: str | bytes) -> str:
     """NVML strings: str in nvidia-ml-py 12+, bytes in older versions."""
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+
+
+SPEC = SourceSpec(
+    key="nvml",
+    defaults={"enabled": True, "max_watts": GPU_MAX_WATTS},
+    validate=validate_max_watts,
+    build=lambda settings, cfg: NvmlSource(max_watts=settings["max_watts"]),
+    rechecked=True,
+)
