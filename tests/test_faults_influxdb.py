@@ -34,7 +34,7 @@ from exporters.schema import Point
 from exporters.stores.influxdb import InfluxDBStore
 from exporters.stores.spool import REJECTED_FILE, SPOOL_FILE, MemorySpool
 from exporters.window import window_energy
-from scoring.runs import load_runs
+from scoring.runs import RunScore, load_runs
 
 S = 1_000_000_000
 WATTS = {"package-0": 30.0, "dram-0": 3.0}
@@ -135,6 +135,33 @@ def _wait_for_start_event(influxd: InfluxTarget, run_id: str, timeout_s: float) 
     raise AssertionError(f"no start event of {run_id!r} in InfluxDB within {timeout_s} s")
 
 
+def _run_through_an_outage(store: CountingStore, influxd: InfluxTarget) -> tuple[int, int, int]:
+    """Run "outage" with InfluxDB stopped for 30 s in its middle: (down_ns, up_ns, points still
+    spooled at the end of the outage)."""
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["results"] = _benchmark(store, "outage")
+        except BaseException as e:  # re-raised in the test's thread
+            outcome["error"] = e
+
+    thread = threading.Thread(target=run, name="benchmark", daemon=True)
+    thread.start()
+    _wait_for_start_event(influxd, "outage", timeout_s=120)
+    down_ns = time.time_ns()
+    influxd.stop()
+    time.sleep(30)
+    spooled = store.pending()
+    up_ns = time.time_ns()
+    influxd.start()
+    thread.join(timeout=300)
+    assert not thread.is_alive(), "the run did not finish"
+    if "error" in outcome:
+        raise outcome["error"]
+    return down_ns, up_ns, spooled
+
+
 @pytest.mark.influxdb
 def test_a_30_s_outage_mid_run_loses_nothing_and_changes_no_score(
     influxd: InfluxTarget, tmp_path: Path, machine: ProfileWriter, caplog: pytest.LogCaptureFixture
@@ -142,27 +169,7 @@ def test_a_30_s_outage_mid_run_loses_nothing_and_changes_no_score(
     caplog.set_level(logging.WARNING)
     store = CountingStore.from_url(influxd.url, spool_dir=tmp_path / "spool")
     try:
-        outcome: dict[str, Any] = {}
-
-        def run() -> None:
-            try:
-                outcome["results"] = _benchmark(store, "outage")
-            except BaseException as e:  # re-raised in the test's thread
-                outcome["error"] = e
-
-        thread = threading.Thread(target=run, name="benchmark", daemon=True)
-        thread.start()
-        _wait_for_start_event(influxd, "outage", timeout_s=120)
-        down_ns = time.time_ns()
-        influxd.stop()
-        time.sleep(30)
-        spooled_during_outage = store.pending()
-        up_ns = time.time_ns()
-        influxd.start()
-        thread.join(timeout=300)
-        assert not thread.is_alive(), "the run did not finish"
-        if "error" in outcome:
-            raise outcome["error"]
+        down_ns, up_ns, spooled_during_outage = _run_through_an_outage(store, influxd)
         outage_times = list(store.package_times)
 
         _benchmark(store, "baseline")
@@ -212,13 +219,19 @@ def test_a_30_s_outage_mid_run_loses_nothing_and_changes_no_score(
     )
     assert 0.5 < outage.uwh_per_inference / baseline.uwh_per_inference < 2
     assert outage.top1 == baseline.top1
+    _print_runs(outage, baseline, len(times), errors_pct, spooled_during_outage)
+
+
+def _print_runs(
+    outage: RunScore, baseline: RunScore, samples: int, errors_pct: list[str], spooled: int
+) -> None:
     print(
         f"\noutage:   {outage.duration_s:.2f} s, {outage.inferences} inferences, "
         f"{outage.images_per_s:.0f} img/s, {outage.energy_j:.2f} J, "
         f"{outage.energy_j / outage.duration_s:.4f} W, {outage.uwh_per_inference:.6f} uWh/inf, "
-        f"composite {outage.composite:.1f}, {len(times)} package samples, "
+        f"composite {outage.composite:.1f}, {samples} package samples, "
         f"energy vs truth {errors_pct[0]} (baseline {errors_pct[1]}), "
-        f"{spooled_during_outage} spooled at the end of the outage"
+        f"{spooled} spooled at the end of the outage"
         f"\nbaseline: {baseline.duration_s:.2f} s, {baseline.inferences} inferences, "
         f"{baseline.images_per_s:.0f} img/s, {baseline.energy_j:.2f} J, "
         f"{baseline.energy_j / baseline.duration_s:.4f} W, "
@@ -253,10 +266,9 @@ def _wait_for_log(log: Path, text: str, proc: subprocess.Popen, timeout_s: float
     raise AssertionError(f"{text!r} not logged within {timeout_s} s: {log.read_text()}")
 
 
-@pytest.mark.influxdb
-def test_a_sigkilled_agent_loses_at_most_a_batch_and_the_gap_shows_as_coverage(
-    influxd: InfluxTarget, tmp_path: Path
-) -> None:
+def _kill_and_restart_an_agent(tmp_path: Path, influxd: InfluxTarget) -> tuple[int, Path, int]:
+    """An agent sampling while InfluxDB is down, SIGKILLed; then InfluxDB back and a second agent
+    for 3 s: (the kill's time, the spool directory, entries in it at the kill)."""
     zones = make_tree(tmp_path / "sys", WRAPS)
     writer = ProfileWriter(zones, WRAPS, lambda domain, t: WATTS[domain] * t)
     writer.start()
@@ -279,7 +291,14 @@ def test_a_sigkilled_agent_loses_at_most_a_batch_and_the_gap_shows_as_coverage(
         assert second.wait(30) == 0, (tmp_path / "second.log").read_text()
     finally:
         writer.stop()
+    return killed_ns, spool_dir, spooled
 
+
+@pytest.mark.influxdb
+def test_a_sigkilled_agent_loses_at_most_a_batch_and_the_gap_shows_as_coverage(
+    influxd: InfluxTarget, tmp_path: Path
+) -> None:
+    killed_ns, spool_dir, spooled = _kill_and_restart_an_agent(tmp_path, influxd)
     with InfluxDBStore.from_url(influxd.url, spool_dir=tmp_path / "reader-spool") as store:
         package = store.read("energy", 0, 2**62, tags={"domain": "package-0"})
         everything = sum(len(store.read(m, 0, 2**62)) for m in ("energy", "cpu", "mem", "agent"))

@@ -23,6 +23,11 @@ class Columns:
     times: list[int] = field(default_factory=list)
     values: dict[str, list[FieldValue | None]] = field(default_factory=dict)
 
+    @classmethod
+    def empty(cls, tags: Mapping[str, str], fields: Sequence[str]) -> Columns:
+        """A series with these tags, no samples yet, and a column for each of ``fields``."""
+        return cls(dict(tags), [], {f: [] for f in fields})
+
     def column(self, name: str) -> tuple[list[int], list[FieldValue]]:
         """(times, values) where the field ``name`` has a value."""
         values = self.values.get(name) or []
@@ -34,6 +39,11 @@ class Store(ABC):
     """A time-series store of :class:`~exporters.schema.Point`."""
 
     url: str
+
+    @classmethod
+    def from_url(cls, url: str) -> Store:
+        """The store ``url`` names; :func:`exporters.stores.open_store` maps its scheme here."""
+        raise NotImplementedError(f"{cls.__name__} cannot be opened from a URL")
 
     @abstractmethod
     def write(self, points: Iterable[Point]) -> None:
@@ -69,7 +79,7 @@ class Store(ABC):
             key = tuple(sorted(p.tags.items()))
             cols = series.get(key)
             if cols is None:
-                cols = series[key] = Columns(dict(p.tags), [], {f: [] for f in fields})
+                cols = series[key] = Columns.empty(p.tags, fields)
             cols.times.append(p.time_ns)
             for f in fields:
                 cols.values[f].append(p.fields.get(f))

@@ -310,6 +310,10 @@ class MemorySpool:
         return f"MemorySpool(bound={self.bound}, entries={len(self._entries)})"
 
 
+Queue = Spool | MemorySpool
+"""Either queue: the sender drains both the same way."""
+
+
 def _keep_rejected(directory: Path, lines: Sequence[str], reason: str) -> Path:
     """Append ``lines`` to ``directory/rejected.lp`` after a ``# <time> <reason>`` line; fsync."""
     path = directory / REJECTED_FILE
@@ -323,4 +327,4 @@ def _keep_rejected(directory: Path, lines: Sequence[str], reason: str) -> Path:
     return path
 
 
-__all__ = ["REJECTED_FILE", "SPOOL_FILE", "MemorySpool", "Spool", "SpoolError"]
+__all__ = ["REJECTED_FILE", "SPOOL_FILE", "MemorySpool", "Queue", "Spool", "SpoolError"]

@@ -121,6 +121,29 @@ class SQLiteStore(Store):
                 found[sid] = series_tags
         return found
 
+    def _select(
+        self,
+        measurement: str,
+        start_ns: int,
+        end_ns: int,
+        tags: Mapping[str, str] | None,
+        picks: str,
+        order: str,
+    ) -> tuple[dict[int, dict], list[tuple]]:
+        """The matching series (id: tags) and their rows ``(series_id, time_ns, *picks)`` in the
+        window, sorted by ``order``; ``picks`` and ``order`` are SQL written here, never user
+        strings."""
+        with self._lock:
+            wanted = self._wanted(measurement, tags)
+            if not wanted:
+                return {}, []
+            rows = self._db.execute(
+                f"SELECT series_id, time_ns{picks} FROM points WHERE series_id IN "
+                f"({','.join('?' * len(wanted))}) AND time_ns BETWEEN ? AND ? ORDER BY {order}",
+                (*wanted, start_ns, end_ns),
+            ).fetchall()
+        return wanted, rows
+
     def read(
         self,
         measurement: str,
@@ -129,18 +152,9 @@ class SQLiteStore(Store):
         tags: Mapping[str, str] | None = None,
         fields: Sequence[str] | None = None,
     ) -> list[Point]:
-        with self._lock:
-            wanted = self._wanted(measurement, tags)
-            if not wanted:
-                return []
-            marks = ",".join("?" * len(wanted))
-            simple = fields is not None and all(_PLAIN.match(f) for f in fields)
-            picks = _picks(fields) if simple else ", fields"
-            rows = self._db.execute(
-                f"SELECT series_id, time_ns{picks} FROM points WHERE series_id IN ({marks}) "
-                "AND time_ns BETWEEN ? AND ? ORDER BY time_ns, rowid",
-                (*wanted, start_ns, end_ns),
-            ).fetchall()
+        simple = fields is not None and all(_PLAIN.match(f) for f in fields)
+        picks = _picks(fields) if simple else ", fields"
+        wanted, rows = self._select(measurement, start_ns, end_ns, tags, picks, "time_ns, rowid")
         points = []
         for sid, time_ns, *values in rows:
             if simple:
@@ -163,26 +177,17 @@ class SQLiteStore(Store):
     ) -> list[Columns]:
         if not fields or not all(_PLAIN.match(f) for f in fields):
             return super().read_columns(measurement, start_ns, end_ns, tags, fields)
-        picks = _picks(fields)
-        with self._lock:
-            wanted = self._wanted(measurement, tags)
-            if not wanted:
-                return []
-            rows = self._db.execute(
-                f"SELECT series_id, time_ns{picks} FROM points WHERE series_id IN "
-                f"({','.join('?' * len(wanted))}) AND time_ns BETWEEN ? AND ? "
-                "ORDER BY series_id, time_ns, rowid",
-                (*wanted, start_ns, end_ns),
-            ).fetchall()
+        wanted, rows = self._select(
+            measurement, start_ns, end_ns, tags, _picks(fields), "series_id, time_ns, rowid"
+        )
         out: dict[int, Columns] = {}
         for sid, time_ns, *values in rows:
             cols = out.get(sid)
             if cols is None:
-                cols = out[sid] = Columns(wanted[sid], [], {f: [] for f in fields})
+                cols = out[sid] = Columns.empty(wanted[sid], fields)
             cols.times.append(time_ns)
             for i, f in enumerate(fields):
-                value, kind = values[2 * i], values[2 * i + 1]
-                cols.values[f].append((kind == "true") if kind in ("true", "false") else value)
+                cols.values[f].append(_JSON_BOOLS.get(values[2 * i + 1], values[2 * i]))
         return list(out.values())
 
     def close(self) -> None:
@@ -191,6 +196,9 @@ class SQLiteStore(Store):
 
 
 _PLAIN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# A json_extract value by its json_type: SQLite gives 1 and 0 for JSON's booleans, so these two
+# come back as bools; any other value (None where the field is absent) as it is.
+_JSON_BOOLS = {"true": True, "false": False}
 
 
 def _picks(fields: Sequence[str]) -> str:
@@ -205,7 +213,7 @@ def _picked(names: Sequence[str], values: list) -> dict[str, FieldValue]:
     for i, name in enumerate(names):
         value, kind = values[2 * i], values[2 * i + 1]
         if kind is not None:
-            out[name] = (kind == "true") if kind in ("true", "false") else value
+            out[name] = _JSON_BOOLS.get(kind, value)
     return out
 
 

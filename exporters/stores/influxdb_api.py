@@ -1,0 +1,241 @@
+"""The InfluxDB v1 HTTP API as the InfluxDB store uses it: ``/write`` and ``/query``.
+
+That API is served by InfluxDB 1.x, by 2.x (the bucket is the database; ``Token`` auth) and by
+3.x, so this one client covers all three. This module is the one place that turns requests'
+exceptions and the server's answers into tubai's messages, each naming the fix.
+
+Writes are gzip-compressed line protocol at nanosecond precision; a missing database is created
+once (``create_database``). Points the server refuses for good (HTTP 400, 413 or 422: unparsable
+line, field type conflict) are found by splitting the batch, resending being idempotent.
+Queries are InfluxQL, answered in chunks of JSON.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+import re
+from collections.abc import Iterator
+
+import requests
+
+from exporters.errors import StoreError
+from exporters.stores import influxql
+from exporters.stores.influxdb_url import CREDENTIALS_HELP, Credentials, Endpoint
+from exporters.stores.sender import Retry
+
+log = logging.getLogger(__name__)
+
+_BAD_DATA = (400, 413, 422)  # the batch itself is refused: split it, keep what stays refused
+_DROPPED = re.compile(r"dropped=(\d+)")
+_ERRNO = re.compile(r"\[Errno -?\d+\] ([^'\")]+)")
+# Fewer, larger chunks: InfluxDB 1.6 serves 360k points in 0.63 s instead of 0.95 s.
+_CHUNK_SIZE = "100000"
+
+
+class InfluxDBAPI:
+    """``/write`` and ``/query`` of one database on one server.
+
+    :meth:`write` runs on the sender's thread and :meth:`series` on the readers', each with its
+    own HTTP session (a session is not thread-safe).
+    """
+
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        credentials: Credentials,
+        *,
+        timeout_s: float = 10.0,
+        create_database: bool = True,
+    ) -> None:
+        self.base_url = endpoint.base_url
+        self.database = endpoint.database
+        self.timeout_s = timeout_s
+        self.create_database = create_database
+        self._send_http = _session(credentials)
+        self._read_http = _session(credentials)
+
+    # -- writing ------------------------------------------------------------------------------
+
+    def write(self, lines: list[str]) -> list[tuple[str, str]]:
+        """Send ``lines``; return ``(line, reason)`` for each refused for good.
+
+        Raises :class:`~exporters.stores.sender.Retry` when the whole batch must wait.
+        """
+        status, body = self._post(lines)
+        if status < 300:
+            return []
+        if status not in _BAD_DATA:
+            raise Retry(self._write_error(status, body))
+        rejected: list[tuple[str, str]] = []
+        self._isolate(lines, status, body, rejected)
+        return rejected
+
+    def _isolate(
+        self, lines: list[str], status: int, body: str, out: list[tuple[str, str]]
+    ) -> None:
+        """Split a refused batch until every refused line is found (resending is idempotent)."""
+        dropped = _DROPPED.search(body)
+        if len(lines) == 1 or (dropped and int(dropped.group(1)) >= len(lines)):
+            out.extend((line, f"HTTP {status}: {_message(body)}") for line in lines)
+            return
+        mid = len(lines) // 2
+        for half in (lines[:mid], lines[mid:]):
+            status, body = self._post(half)
+            if status < 300:
+                continue
+            if status not in _BAD_DATA:
+                raise Retry(self._write_error(status, body))
+            self._isolate(half, status, body, out)
+
+    def _post(self, lines: list[str]) -> tuple[int, str]:
+        """POST one batch to /write, creating the database once if it is missing."""
+        data = gzip.compress("\n".join(lines).encode("utf-8"), compresslevel=5)
+        status, body = self._post_write(data)
+        if status == 404 and "not found" in body.lower() and self.create_database:
+            self._create_database()
+            status, body = self._post_write(data)
+        return status, body
+
+    def _post_write(self, data: bytes) -> tuple[int, str]:
+        try:
+            r = self._send_http.post(
+                f"{self.base_url}/write",
+                params={"db": self.database, "precision": "ns"},
+                data=data,
+                headers={"Content-Encoding": "gzip", "Content-Type": "text/plain; charset=utf-8"},
+                timeout=self.timeout_s,
+            )
+        except requests.RequestException as e:
+            raise Retry(_describe(e, self.timeout_s)) from e
+        return r.status_code, r.text
+
+    def _create_database(self) -> None:
+        q = influxql.create_database(self.database)
+        try:
+            r = self._send_http.post(
+                f"{self.base_url}/query", data={"q": q}, timeout=self.timeout_s
+            )
+            error = r.text if r.status_code >= 300 else _result_error(r.text)
+        except requests.RequestException as e:
+            raise Retry(_describe(e, self.timeout_s)) from e
+        if error:
+            raise Retry(
+                f"database {self.database!r} does not exist and could not be created "
+                f"(HTTP {r.status_code}: {_message(error)}): create it (InfluxDB 2.x: a bucket "
+                "with a DBRP mapping)"
+            )
+        log.info("created database %r on InfluxDB at %s", self.database, self.base_url)
+
+    def _write_error(self, status: int, body: str) -> str:
+        if status in (401, 403):
+            return f"credentials refused (HTTP {status}): {CREDENTIALS_HELP}"
+        if status == 404:
+            return (
+                f"database {self.database!r} not found (HTTP 404): create it, or let the store "
+                "create it (create_database=True)"
+            )
+        return f"HTTP {status}: {_message(body)}"
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def series(self, q: str) -> Iterator[dict]:
+        """The series of one InfluxQL query, chunk by chunk, in the server's order.
+
+        Raises :class:`StoreError` naming the fix when the server does not answer, refuses the
+        credentials or the query, or has no such database.
+        """
+        for doc in self._query(q):
+            for result in doc.get("results") or []:
+                if result.get("error"):
+                    raise self._read_error(result["error"])
+                yield from result.get("series") or []
+
+    def _query(self, q: str) -> list[dict]:
+        """Run one InfluxQL query; return its (chunked) JSON documents."""
+        params = {"db": self.database, "q": q, "epoch": "ns", "chunked": "true"}
+        params["chunk_size"] = _CHUNK_SIZE
+        try:
+            r = self._read_http.get(f"{self.base_url}/query", params=params, timeout=self.timeout_s)
+        except requests.RequestException as e:
+            why = _describe(e, self.timeout_s)
+            raise StoreError(
+                f"InfluxDB at {self.base_url} did not answer a query ({why}): start it, "
+                "or check the store URL"
+            ) from e
+        if r.status_code in (401, 403):
+            raise StoreError(
+                f"InfluxDB at {self.base_url} refused the credentials (HTTP {r.status_code}): "
+                f"{CREDENTIALS_HELP}"
+            )
+        try:
+            docs = [json.loads(chunk) for chunk in r.content.splitlines() if chunk.strip()]
+        except ValueError:
+            docs = []
+        if r.status_code >= 300 or not docs:
+            raise self._read_error(f"HTTP {r.status_code}: {_message(r.text)}")
+        for doc in docs:
+            if doc.get("error"):
+                raise self._read_error(doc["error"])
+        return docs
+
+    def _read_error(self, error: str) -> StoreError:
+        if "database not found" in error:
+            return StoreError(
+                f"database {self.database!r} not found on InfluxDB at {self.base_url}: nothing "
+                "was written to it yet, or the store URL names another database"
+            )
+        return StoreError(f"InfluxDB at {self.base_url} refused a query: {_message(error)}")
+
+    def close(self) -> None:
+        self._send_http.close()
+        self._read_http.close()
+
+
+def _session(credentials: Credentials) -> requests.Session:
+    s = requests.Session()
+    s.trust_env = False  # no ~/.netrc credentials or proxies behind the user's back
+    if credentials.token:
+        s.headers["Authorization"] = f"Token {credentials.token}"
+    elif credentials.username:
+        s.auth = (credentials.username, credentials.password or "")
+    return s
+
+
+def _result_error(text: str) -> str | None:
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        return None
+    if doc.get("error"):
+        return str(doc["error"])
+    for result in doc.get("results") or []:
+        if result.get("error"):
+            return str(result["error"])
+    return None
+
+
+def _message(body: str) -> str:
+    """The ``error``/``message`` of a JSON error body, else the body, on one short line."""
+    text = body
+    try:
+        doc = json.loads(body)
+        if isinstance(doc, dict):
+            text = str(doc.get("error") or doc.get("message") or body)
+    except ValueError:
+        pass
+    text = " ".join(text.split())
+    return text[:300] + ("..." if len(text) > 300 else "") if text else "(empty answer)"
+
+
+def _describe(e: requests.RequestException, timeout_s: float) -> str:
+    if isinstance(e, requests.Timeout):
+        return f"no answer within {timeout_s:g} s"
+    if isinstance(e, requests.ConnectionError):
+        m = _ERRNO.search(str(e))
+        return f"unreachable ({m.group(1).strip() if m else type(e).__name__})"
+    return type(e).__name__
+
+
+__all__ = ["InfluxDBAPI"]
