@@ -5,17 +5,24 @@ STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
 # --- The lab-machine stack (make up; README, "Lab machine") --------------------------------
 # Where `make up` has written .env, the host-side commands that write or read measurements use
-# the stack's InfluxDB: TUBAI_STORE and TUBAI_INFLUXDB_TOKEN from .env, for these targets only
-# (never for test). The environment, or STORE=..., still wins. Nothing else is read from .env.
+# the stack's InfluxDB (TUBAI_STORE from .env), for these targets only (never for test), each
+# with its own InfluxDB credential from .env, never the admin token: `make bench` the bench
+# one (writes run events, reads the exporter's samples), `make score`, `make report` and
+# `make energy` the scoring one. The environment, or STORE=..., still wins: a TUBAI_STORE, or a
+# TUBAI_INFLUXDB_TOKEN or TUBAI_INFLUXDB_USERNAME, there is used as it is. Nothing else is read
+# from .env.
 ifneq ($(wildcard .env),)
+dotenv = $(shell sed -n 's/^$(1)=//p' .env)
 ifeq ($(origin TUBAI_STORE),undefined)
-TUBAI_STORE := $(shell sed -n 's/^TUBAI_STORE=//p' .env)
-endif
-ifeq ($(origin TUBAI_INFLUXDB_TOKEN),undefined)
-TUBAI_INFLUXDB_TOKEN := $(shell sed -n 's/^TUBAI_INFLUXDB_TOKEN=//p' .env)
+TUBAI_STORE := $(call dotenv,TUBAI_STORE)
 endif
 bench score report energy: export TUBAI_STORE := $(TUBAI_STORE)
-bench score report energy: export TUBAI_INFLUXDB_TOKEN := $(TUBAI_INFLUXDB_TOKEN)
+ifeq ($(origin TUBAI_INFLUXDB_TOKEN)$(origin TUBAI_INFLUXDB_USERNAME),undefinedundefined)
+bench: export TUBAI_INFLUXDB_USERNAME := $(call dotenv,TUBAI_INFLUXDB_BENCH_USER)
+bench: export TUBAI_INFLUXDB_PASSWORD := $(call dotenv,TUBAI_INFLUXDB_BENCH_PASSWORD)
+score report energy: export TUBAI_INFLUXDB_USERNAME := $(call dotenv,TUBAI_INFLUXDB_SCORING_USER)
+score report energy: export TUBAI_INFLUXDB_PASSWORD := $(call dotenv,TUBAI_INFLUXDB_SCORING_PASSWORD)
+endif
 endif
 # `docker compose` (the plugin), else the older `docker-compose`.
 COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 \
@@ -82,14 +89,33 @@ perf: setup
 	$(PY) perf/run.py $(if $(REPEATS_PERF),--repeats $(REPEATS_PERF))
 
 # The lab-machine stack: InfluxDB, Grafana, the exporter (COMPOSE_PROFILES in .env: cpu or gpu)
-# and the scoring service. The first `make up` writes .env with fresh secrets.
+# and the scoring service. The first `make up` writes .env with fresh secrets; an .env written
+# before the per-role InfluxDB credentials is refused, with what to do (README, "A lab machine").
 up:
 	@test -f .env || sh scripts/make-env.sh .env
+	@grep -q '^TUBAI_INFLUXDB_ADMIN_TOKEN=' .env || { echo ".env predates the per-role" \
+		"InfluxDB credentials: see README, \"A lab machine\" (Upgrading an older .env)" >&2; \
+		exit 1; }
 	@test -d /sys/class/powercap || echo "note: no RAPL here (/sys/class/powercap): the" \
 		"exporter will estimate CPU power from utilisation, marked estimated" >&2
 	$(COMPOSE) up -d --build
 	@echo "Grafana: http://localhost:$$(sed -n 's/^GRAFANA_PORT=//p' .env | grep . || echo 3000)" \
 		"(user admin, password in .env (GRAFANA_ADMIN_PASSWORD))"
+
+# requirements.lock: the tubai image's dependencies (pyproject's [project.dependencies] and the
+# setuptools that builds the package), every release pinned with the hashes of its files, for
+# CPython 3.11 on Linux, the image's. Rerun after changing those dependencies; needs PyPI.
+.PHONY: lock
+LOCK_PYTHON ?= python3.11
+lock:
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	unset PIP_FIND_LINKS PIP_EXTRA_INDEX_URL PIP_CONSTRAINT && \
+	export PIP_CONFIG_FILE=/dev/null PIP_INDEX_URL=https://pypi.org/simple && \
+	$(LOCK_PYTHON) -m venv "$$tmp/venv" && \
+	"$$tmp/venv/bin/pip" install -q --disable-pip-version-check pip-tools && \
+	"$$tmp/venv/bin/pip-compile" --quiet --generate-hashes --allow-unsafe --all-build-deps \
+		--strip-extras --no-emit-index-url --index-url https://pypi.org/simple \
+		--output-file requirements.lock pyproject.toml
 
 # Stops the stack; its data stays in the named volumes (docker compose down -v deletes them).
 down:

@@ -36,22 +36,37 @@ else
     profile=cpu why="nvidia-smi finds no NVIDIA GPU"
 fi
 
-# Values travel in the environment, never on a command line that `ps` would show.
+# Every key whose example value starts with "replace-me" gets its own fresh secret: 32 random
+# bytes for a token (*_TOKEN), 24 for a password. Values travel in the environment (export is
+# a shell builtin), never on a command line that `ps` would show.
 umask 077
 tmp=$(mktemp "$out.XXXXXX")
 trap 'rm -f "$tmp"' EXIT
-TOKEN=$(secret 32) INFLUX_PW=$(secret 24) GRAFANA_PW=$(secret 24) PROFILE=$profile \
-    awk -F= '
-        $1 == "TUBAI_INFLUXDB_TOKEN"          { print $1 "=" ENVIRON["TOKEN"]; next }
-        $1 == "TUBAI_INFLUXDB_ADMIN_PASSWORD" { print $1 "=" ENVIRON["INFLUX_PW"]; next }
-        $1 == "GRAFANA_ADMIN_PASSWORD"        { print $1 "=" ENVIRON["GRAFANA_PW"]; next }
-        $1 == "COMPOSE_PROFILES"              { print $1 "=" ENVIRON["PROFILE"]; next }
-        { print }
-    ' "$example" >"$tmp"
-grep -q '^TUBAI_INFLUXDB_TOKEN=[0-9a-f]\{64\}$' "$tmp" \
-    || { echo "could not generate the secrets (openssl or /dev/urandom)" >&2; exit 1; }
+keys=$(sed -n 's/^\([A-Z_][A-Z0-9_]*\)=replace-me.*/\1/p' "$example")
+for key in $keys; do
+    case $key in
+        *_TOKEN) bytes=32 ;;
+        *) bytes=24 ;;
+    esac
+    value=$(secret "$bytes")
+    export "TUBAI_SECRET_$key=$value"
+done
+unset value
+PROFILE=$profile awk -F= '
+    $2 ~ /^replace-me/          { print $1 "=" ENVIRON["TUBAI_SECRET_" $1]; next }
+    $1 == "COMPOSE_PROFILES"    { print $1 "=" ENVIRON["PROFILE"]; next }
+    { print }
+' "$example" >"$tmp"
+for key in $keys; do  # each one hex, of its length: openssl or /dev/urandom worked
+    case $key in
+        *_TOKEN) digits=64 ;;
+        *) digits=48 ;;
+    esac
+    grep -q "^$key=[0-9a-f]\{$digits\}\$" "$tmp" \
+        || { echo "could not generate the secrets (openssl or /dev/urandom)" >&2; exit 1; }
+done
 # Neither overwrites an OUT that appeared meanwhile (ln: atomic; cat under set -C: where the
 # filesystem has no hard links).
 ln "$tmp" "$out" 2>/dev/null || (set -C && cat "$tmp" >"$out")
-echo "wrote $out: fresh InfluxDB token and admin passwords (kept there, not shown);" \
-    "COMPOSE_PROFILES=$profile: $why"
+echo "wrote $out: a fresh InfluxDB admin token, admin passwords and one InfluxDB password per" \
+    "role (kept there, not shown); COMPOSE_PROFILES=$profile: $why"

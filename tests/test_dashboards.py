@@ -73,9 +73,12 @@ def test_datasource_provisioning_has_what_grafana_needs() -> None:
     json_data, secure = ds["jsonData"], ds["secureJsonData"]
     assert json_data["version"] == "InfluxQL" and json_data["httpMode"] == "GET"
     assert json_data["dbName"] == "${TUBAI_INFLUXDB_BUCKET}"
-    assert json_data["httpHeaderName1"] == "Authorization"
-    assert secure["httpHeaderValue1"] == "Token ${TUBAI_INFLUXDB_TOKEN}"
-    assert "password" not in ds and "basicAuth" not in ds  # the token is the only credential
+    # Grafana's own read-only InfluxDB credential (a v1 user, sent as basic auth), from its
+    # environment; never a token, and nothing in the file itself.
+    assert ds["user"] == "${TUBAI_INFLUXDB_USERNAME}"
+    assert secure == {"password": "${TUBAI_INFLUXDB_PASSWORD}"}
+    assert "password" not in ds and "basicAuth" not in ds
+    assert not any(k.startswith("httpHeader") for k in json_data)
 
 
 def test_dashboard_provider_points_at_the_mounted_dashboards() -> None:

@@ -1,23 +1,32 @@
-"""The lab-machine stack: docker-compose.yml, Dockerfile, .env.example, the .env writer and the
-InfluxDB init script, checked without a Docker engine.
+"""The lab-machine stack: docker-compose.yml, Dockerfile, requirements.lock, .env.example, the
+.env writer, the Makefile's use of .env and the InfluxDB init scripts, checked without a Docker
+engine.
 
 ``docker-compose config`` (Debian's docker-compose 1.29, or the ``docker compose`` plugin)
 renders the stack with .env.example's values, and the tests read the result. Where neither is
 installed those tests are skipped, unless ``TUBAI_REQUIRE_COMPOSE=1`` makes that a failure.
+The init scripts run for real, against a fake ``influx`` CLI that records what it is asked.
 """
 
 from __future__ import annotations
 
+import csv
+import importlib.metadata
+import json
 import os
 import re
 import shutil
 import stat
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
+from exporters.sources import dcgm
 from exporters.sources.rapl import RaplSource
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -25,7 +34,20 @@ COMPOSE_FILE = ROOT / "docker-compose.yml"
 ENV_EXAMPLE = ROOT / ".env.example"
 MAKE_ENV = ROOT / "scripts" / "make-env.sh"
 INIT_SCRIPT = ROOT / "influxdb" / "init" / "10-v1-dbrp.sh"
-SECRETS = ("TUBAI_INFLUXDB_TOKEN", "TUBAI_INFLUXDB_ADMIN_PASSWORD", "GRAFANA_ADMIN_PASSWORD")
+CREDENTIALS_SCRIPT = ROOT / "influxdb" / "init" / "20-tubai-credentials.sh"
+DATASOURCE = ROOT / "grafana" / "provisioning" / "datasources" / "tubai.yml"
+DCGM_COUNTERS = ROOT / "dcgm-exporter" / "counters.csv"
+LOCK = ROOT / "requirements.lock"
+ADMIN_TOKEN = "TUBAI_INFLUXDB_ADMIN_TOKEN"
+# The InfluxDB credential of each role: what it may do on the bucket, and who holds it.
+ROLES = {
+    "EXPORTER": {"write"},
+    "BENCH": {"read", "write"},
+    "SCORING": {"read", "write"},
+    "GRAFANA": {"read"},
+}
+HOLDER = {"exporter": "EXPORTER", "exporter-gpu": "EXPORTER", "scoring": "SCORING"}
+HOLDER["grafana"] = "GRAFANA"
 VOLUMES = {"influxdb-data", "influxdb-config", "grafana-data", "tubai-spool"}
 TUBAI_SERVICES = ("exporter", "exporter-gpu", "scoring")
 _MISSING = "docker-compose not found: apt-get install docker-compose (Debian) to check the stack"
@@ -40,9 +62,21 @@ def _env_file(path: Path) -> dict[str, str]:
     return out
 
 
+# Every secret: the keys whose example value make-env.sh replaces with a fresh random one.
+SECRETS = tuple(k for k, v in _env_file(ENV_EXAMPLE).items() if v.startswith("replace-me"))
+
+
+def _password(role: str) -> str:
+    return f"TUBAI_INFLUXDB_{role}_PASSWORD"
+
+
+def _user(role: str) -> str:
+    return f"TUBAI_INFLUXDB_{role}_USER"
+
+
 def _clean_env() -> dict[str, str]:
     """This process's environment without anything that would change the rendered stack."""
-    keys = set(_env_file(ENV_EXAMPLE)) | {"COMPOSE_FILE", "COMPOSE_PROJECT_NAME"}
+    keys = set(_env_file(ENV_EXAMPLE)) | {"COMPOSE_FILE", "COMPOSE_PROJECT_NAME", "MAKEFLAGS"}
     return {k: v for k, v in os.environ.items() if k not in keys and not k.startswith("TUBAI_")}
 
 
@@ -219,36 +253,145 @@ def test_scoring_influxdb_and_grafana(cpu_stack: dict) -> None:
         assert not (cpu_stack["volumes"][name] or {}).get("external"), name
 
 
+def test_every_container_is_hardened(cpu_stack: dict, gpu_stack: dict) -> None:
+    """No capability, a read-only root filesystem and no-new-privileges, for every service."""
+    for stack in (cpu_stack, gpu_stack):
+        for name, service in stack["services"].items():
+            assert service["cap_drop"] == ["ALL"], name
+            assert "cap_add" not in service, f"{name} adds a capability back"
+            assert not service.get("privileged"), name
+            assert service["read_only"] is True, name
+            assert "/tmp" in service["tmpfs"], name
+            assert "no-new-privileges:true" in service["security_opt"], name
+            assert service["restart"] == "unless-stopped", name
+    services = gpu_stack["services"]
+    # InfluxDB runs as its image's influxdb user from the start: its entrypoint then needs no
+    # capability (no chown of the volumes, no gosu step-down from root).
+    assert services["influxdb"]["user"] == "1000:1000"
+    assert services["grafana"]["environment"]["GF_LOG_MODE"] == "console"  # no log file
+    assert "/var/log" in services["dcgm-exporter"]["tmpfs"]
+
+
+def _pinned(reference: str) -> bool:
+    """An exact version tag (x.y.z somewhere in it), with or without a sha256 digest."""
+    m = re.fullmatch(r"([a-z0-9./_-]+):([\w.-]+)(@sha256:[0-9a-f]{64})?", reference)
+    return bool(m) and m[2] != "latest" and re.search(r"\d+\.\d+\.\d+", m[2]) is not None
+
+
+def test_every_image_is_pinned_to_an_exact_version(cpu_stack: dict, gpu_stack: dict) -> None:
+    for stack in (cpu_stack, gpu_stack):
+        for name, service in stack["services"].items():
+            if "build" in service:  # built here, from the Dockerfile's pinned base image
+                assert service["image"] == "tubai:local", name
+            else:
+                assert _pinned(service["image"]), f"{name}: {service['image']} is not pinned"
+    influxdb = gpu_stack["services"]["influxdb"]["image"]
+    assert influxdb.startswith("influxdb:2.7.") and _pinned(influxdb)
+    (base,) = re.findall(r"^FROM (\S+)", (ROOT / "Dockerfile").read_text(), re.M)
+    assert _pinned(base) and base.startswith("python:3.11.")
+    for bad in (
+        "influxdb:2.7",
+        "grafana/grafana-oss:latest",
+        "python:3.11-slim",
+        "x:1.2.3@sha1:ab",
+    ):
+        assert not _pinned(bad), bad
+    assert _pinned("nvcr.io/nvidia/k8s/dcgm-exporter:4.4.1-4.6.0-ubuntu22.04")
+
+
+def _secret_keys_in(service: dict, values: dict[str, str]) -> set[str]:
+    """The secrets (by .env key) whose value appears anywhere in a rendered service."""
+    text = yaml.safe_dump(service)
+    return {key for key in SECRETS if values[key] in text}
+
+
+@pytest.mark.parametrize("profile", ["cpu", "gpu"])
+def test_each_service_gets_only_its_own_credential(
+    compose: list[str], tmp_path: Path, profile: str
+) -> None:
+    """The admin token goes to InfluxDB alone; every other service gets exactly its role's
+    username and password, as TUBAI_INFLUXDB_USERNAME/PASSWORD, and no other secret."""
+    env_file = tmp_path / ".env"
+    assert _make_env(env_file, COMPOSE_PROFILES=profile).returncode == 0
+    values = _env_file(env_file)
+    services = _rendered(compose, env_file, "--profile", profile)["services"]
+    roles = {_password(role) for role in ROLES}
+    expected = {
+        "influxdb": {ADMIN_TOKEN, "TUBAI_INFLUXDB_ADMIN_PASSWORD", *roles},
+        "grafana": {"GRAFANA_ADMIN_PASSWORD", _password("GRAFANA")},
+        "exporter": {_password("EXPORTER")},
+        "exporter-gpu": {_password("EXPORTER")},
+        "scoring": {_password("SCORING")},
+        "dcgm-exporter": set(),
+    }
+    for name, service in services.items():
+        assert _secret_keys_in(service, values) == expected[name], name
+        env = service.get("environment", {})
+        assert "TUBAI_INFLUXDB_TOKEN" not in env, f"{name} gets a token"
+        if name in HOLDER:
+            role = HOLDER[name]
+            credential = {k: v for k, v in env.items() if k.startswith("TUBAI_INFLUXDB_")}
+            credential.pop("TUBAI_INFLUXDB_BUCKET", None)
+            assert credential == {
+                "TUBAI_INFLUXDB_USERNAME": values[_user(role)],
+                "TUBAI_INFLUXDB_PASSWORD": values[_password(role)],
+            }, name
+    # InfluxDB's init script gets every role's username and password, and the admin token.
+    env = services["influxdb"]["environment"]
+    assert env["DOCKER_INFLUXDB_INIT_ADMIN_TOKEN"] == values[ADMIN_TOKEN]
+    for role in ROLES:
+        for key in (_user(role), _password(role)):
+            assert env[key] == values[key], key
+    # Grafana's datasource reads exactly the variables Grafana is given.
+    datasource = yaml.safe_dump(yaml.safe_load(DATASOURCE.read_text()))  # without comments
+    used = set(re.findall(r"\$\{(\w+)\}", datasource))
+    assert used == {"TUBAI_INFLUXDB_USERNAME", "TUBAI_INFLUXDB_PASSWORD", "TUBAI_INFLUXDB_BUCKET"}
+    assert used <= set(services["grafana"]["environment"])
+
+
 def test_secrets_come_from_the_env_file_only(compose: list[str], cpu_stack: dict, tmp_path):
     example = _env_file(ENV_EXAMPLE)
+    assert set(SECRETS) == {
+        ADMIN_TOKEN,
+        "TUBAI_INFLUXDB_ADMIN_PASSWORD",
+        "GRAFANA_ADMIN_PASSWORD",
+        *(_password(role) for role in ROLES),
+    }
     text = COMPOSE_FILE.read_text()
     for key in SECRETS:
         assert example[key] not in text, f"{key}'s value is written into docker-compose.yml"
     services = cpu_stack["services"]
-    token = example["TUBAI_INFLUXDB_TOKEN"]
-    assert services["influxdb"]["environment"]["DOCKER_INFLUXDB_INIT_ADMIN_TOKEN"] == token
-    for name in ("grafana", "exporter", "scoring"):
-        assert services[name]["environment"]["TUBAI_INFLUXDB_TOKEN"] == token, name
-    password = services["influxdb"]["environment"]["DOCKER_INFLUXDB_INIT_PASSWORD"]
-    assert password == example["TUBAI_INFLUXDB_ADMIN_PASSWORD"]
+    influxdb = services["influxdb"]["environment"]
+    assert influxdb["DOCKER_INFLUXDB_INIT_ADMIN_TOKEN"] == example[ADMIN_TOKEN]
+    assert influxdb["DOCKER_INFLUXDB_INIT_PASSWORD"] == example["TUBAI_INFLUXDB_ADMIN_PASSWORD"]
     grafana_password = services["grafana"]["environment"]["GF_SECURITY_ADMIN_PASSWORD"]
     assert grafana_password == example["GRAFANA_ADMIN_PASSWORD"]
 
-    # Without the secrets compose refuses, and says how to get them.
-    lacking = tmp_path / "lacking.env"
+    # Without any one of the secrets or usernames compose refuses, and says how to get it.
     lines = ENV_EXAMPLE.read_text().splitlines()
-    lacking.write_text("\n".join(x for x in lines if x.split("=")[0] not in SECRETS) + "\n")
-    done = _config(compose, lacking)
-    assert done.returncode != 0
-    assert "make up writes .env" in done.stdout + done.stderr
+    for key in (*SECRETS, *(_user(role) for role in ROLES)):
+        lacking = tmp_path / f"lacking-{key}.env"
+        lacking.write_text("\n".join(x for x in lines if x.split("=")[0] != key) + "\n")
+        done = _config(compose, lacking)
+        assert done.returncode != 0, f"renders without {key}"
+        assert "make up writes .env" in done.stdout + done.stderr, key
 
 
 def test_the_env_example_documents_every_variable() -> None:
     example = _env_file(ENV_EXAMPLE)
     used = set(re.findall(r"\$\{([A-Z_][A-Z0-9_]*)", COMPOSE_FILE.read_text()))
     assert used - set(example) == set(), "used by docker-compose.yml, missing in .env.example"
-    for key in ("TUBAI_STORE", "TUBAI_INFLUXDB_TOKEN", "GRAFANA_PORT"):  # read by the Makefile
-        assert key in example
+    makefile = (ROOT / "Makefile").read_text()
+    read_by_make = set(re.findall(r"dotenv,([A-Z_][A-Z0-9_]*)", makefile))
+    assert read_by_make == {
+        "TUBAI_STORE",
+        *(f(r) for r in ("BENCH", "SCORING") for f in (_user, _password)),
+    }
+    for key in (*read_by_make, ADMIN_TOKEN, "GRAFANA_PORT"):  # read by the Makefile
+        assert key in example, key
+    assert "TUBAI_INFLUXDB_TOKEN" not in example  # the one all-access token is gone
+    for role in ROLES:
+        assert example[_user(role)] == f"tubai-{role.lower()}"
     assert example["COMPOSE_PROFILES"] in ("cpu", "gpu")
     assert example["TUBAI_BIND"] == "127.0.0.1"
     port, bucket = example["INFLUXDB_PORT"], example["TUBAI_INFLUXDB_BUCKET"]
@@ -283,13 +426,14 @@ def test_make_env_writes_fresh_secrets_and_never_overwrites(tmp_path: Path) -> N
         assert list(values) == list(example)  # same keys, same order, comments kept
         assert stat.S_IMODE(out.stat().st_mode) == 0o600
         for key in SECRETS:
-            assert re.fullmatch(r"[0-9a-f]{48,}", values[key]), key
+            digits = 64 if key.endswith("_TOKEN") else 48
+            assert re.fullmatch(rf"[0-9a-f]{{{digits}}}", values[key]), key
             assert values[key] not in done.stdout + done.stderr, f"{key} was printed"
-        assert len(values["TUBAI_INFLUXDB_TOKEN"]) == 64
-        assert len({values[k] for k in SECRETS}) == len(SECRETS)
+        assert len({values[k] for k in SECRETS}) == len(SECRETS)  # one secret per key
         assert values["COMPOSE_PROFILES"] in ("cpu", "gpu")
         others = {k: v for k, v in values.items() if k not in (*SECRETS, "COMPOSE_PROFILES")}
         assert others == {k: v for k, v in example.items() if k in others}
+        assert not any(v.startswith("replace-me") for v in values.values())
         written.append(values)
     for key in SECRETS:
         assert written[0][key] != written[1][key], f"{key} is the same twice"
@@ -309,23 +453,90 @@ def test_make_env_writes_fresh_secrets_and_never_overwrites(tmp_path: Path) -> N
 def test_a_written_env_renders_the_stack(compose: list[str], tmp_path: Path) -> None:
     out = tmp_path / ".env"
     assert _make_env(out, COMPOSE_PROFILES="cpu").returncode == 0
-    token = _env_file(out)["TUBAI_INFLUXDB_TOKEN"]
+    values = _env_file(out)
     stack = _rendered(compose, out, "--profile", "cpu")
-    assert stack["services"]["exporter"]["environment"]["TUBAI_INFLUXDB_TOKEN"] == token
+    env = stack["services"]["exporter"]["environment"]
+    assert env["TUBAI_INFLUXDB_PASSWORD"] == values[_password("EXPORTER")]
 
 
-def test_the_image_installs_the_package_and_its_declared_dependencies_only() -> None:
+def _make(target: str, cwd: Path, **env: str) -> dict[str, str]:
+    """The TUBAI_* environment `make TARGET` gives its command, run where .env is ``cwd``'s."""
+    (cwd / "pyproject.toml").touch()
+    (cwd / "stamp").touch()  # newer: setup has nothing to do
+    show = cwd / "show.sh"
+    show.write_text('#!/bin/sh\nenv | grep "^TUBAI_" | sort\n')
+    make = ["make", "-s", "-f", str(ROOT / "Makefile"), target]
+    done = subprocess.run(
+        [*make, "STAMP=stamp", f"PY=sh {show}", "COMPOSE=true"],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env={**_clean_env(), **env},
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    return dict(line.split("=", 1) for line in done.stdout.splitlines())
+
+
+@pytest.mark.skipif(not shutil.which("make"), reason="needs make")
+def test_make_gives_host_side_commands_their_own_credential(tmp_path: Path) -> None:
+    assert _make_env(tmp_path / ".env", COMPOSE_PROFILES="cpu").returncode == 0
+    values = _env_file(tmp_path / ".env")
+    store = {"TUBAI_STORE": values["TUBAI_STORE"]}
+    for target, role in (("bench", "BENCH"), ("score", "SCORING"), ("report", "SCORING")):
+        assert _make(target, tmp_path) == {
+            **store,
+            "TUBAI_INFLUXDB_USERNAME": values[_user(role)],
+            "TUBAI_INFLUXDB_PASSWORD": values[_password(role)],
+        }, target
+    # The environment wins: a token or a username of one's own is used as it is.
+    mine = {"TUBAI_INFLUXDB_TOKEN": "mine"}
+    assert _make("energy", tmp_path, **mine) == {**store, **mine}
+    mine = {"TUBAI_INFLUXDB_USERNAME": "me", "TUBAI_INFLUXDB_PASSWORD": "pw"}
+    assert _make("bench", tmp_path, **mine) == {**store, **mine}
+    assert _make("bench", tmp_path, TUBAI_STORE="sqlite:///x.db")["TUBAI_STORE"] == "sqlite:///x.db"
+    # Without .env, nothing of the stack's.
+    (tmp_path / ".env").unlink()
+    assert _make("bench", tmp_path) == {}
+
+
+@pytest.mark.skipif(not shutil.which("make"), reason="needs make")
+def test_make_up_refuses_an_env_from_before_the_per_role_credentials(tmp_path: Path) -> None:
+    def up() -> subprocess.CompletedProcess:
+        return subprocess.run(
+            ["make", "-s", "-f", str(ROOT / "Makefile"), "up", "COMPOSE=echo compose"],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            env=_clean_env(),
+            timeout=60,
+        )
+
+    (tmp_path / ".env").write_text("TUBAI_INFLUXDB_TOKEN=0123abcd\nGRAFANA_PORT=3000\n")
+    done = up()
+    assert done.returncode != 0 and "compose" not in done.stdout
+    assert "Upgrading an older .env" in done.stderr
+    assert "Upgrading an older `.env`" in (ROOT / "README.md").read_text()
+    (tmp_path / ".env").unlink()
+    assert _make_env(tmp_path / ".env", COMPOSE_PROFILES="cpu").returncode == 0
+    done = up()
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("compose up -d --build\n")
+
+
+def test_the_image_installs_the_hashed_lock_then_the_package_alone() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
     code = "\n".join(x for x in dockerfile.splitlines() if not x.lstrip().startswith("#"))
     steps = re.sub(r"\\\n", " ", code).splitlines()
-    assert "FROM python:3.11-slim" in steps
     installs = [s for s in steps if "pip install" in s]
-    assert len(installs) == 1 and re.search(r"pip install (--\S+ )*\.( |$)", installs[0])
-    assert "requirements" not in dockerfile.lower() and not list(ROOT.glob("requirements*"))
+    assert len(installs) == 2
+    deps, package = (set(s.split()) for s in installs)
+    assert {"--require-hashes", "--only-binary=:all:", "-r", "requirements.lock"} <= deps
+    assert {"--no-deps", "--no-build-isolation", "."} <= package
+    assert steps.index("COPY requirements.lock ./") < steps.index(
+        "COPY pyproject.toml README.md ./"
+    )
     assert not re.search(r"\[(bench|test)\]|tensorflow|keras", code, re.I)
-    pyproject = (ROOT / "pyproject.toml").read_text()
-    deps = re.search(r"^dependencies = \[(.*?)^\]", pyproject, re.S | re.M)
-    assert deps and "influxdb-client" in deps[1] and not re.search("tensorflow|keras", deps[1])
 
     copied = set()
     for step in steps:
@@ -338,8 +549,102 @@ def test_the_image_installs_the_package_and_its_declared_dependencies_only() -> 
     ]
     assert ignore[0] == "*"  # an allow-list: .env, .venv, data, .git, tests, report stay out
     allowed = {x[1:] for x in ignore if x.startswith("!")}
-    assert copied == allowed == {"pyproject.toml", "README.md", "exporters", "benchmark", "scoring"}
+    package_files = {"pyproject.toml", "README.md", "exporters", "benchmark", "scoring"}
+    assert copied == allowed == {"requirements.lock", *package_files}
     assert "**/__pycache__" in ignore[ignore.index("!scoring") :]
+
+
+def _lock() -> dict[str, tuple[str, list[str]]]:
+    """requirements.lock: canonical name -> (version, hashes); every entry must be name==version
+    followed by its hashes."""
+    text = re.sub(r"\\\n", " ", LOCK.read_text())
+    out: dict[str, tuple[str, list[str]]] = {}
+    for line in text.splitlines():
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        pin, *options = line.split()
+        m = re.fullmatch(r"([A-Za-z0-9._-]+)==([^\s;]+)", pin)
+        assert m, f"not pinned with ==: {line}"
+        hashes = [o.removeprefix("--hash=sha256:") for o in options]
+        assert hashes and all(re.fullmatch(r"[0-9a-f]{64}", h) for h in hashes), line
+        name = canonicalize_name(m[1])
+        assert name not in out, f"{name} twice"
+        out[name] = (m[2], hashes)
+    return out
+
+
+def _toml_list(text: str, key: str) -> list[str]:
+    """The strings of pyproject's top-level-in-its-table list ``key = [...]`` (no tomllib on
+    Python 3.10)."""
+    m = re.search(rf"^{key} = \[(.*?)\]", text, re.S | re.M)
+    assert m, key
+    return re.findall(r'"([^"]+)"', m[1])
+
+
+def test_the_lock_pins_and_hashes_every_runtime_dependency() -> None:
+    lines = LOCK.read_text().splitlines()
+    header = "\n".join(lines[: next(i for i, x in enumerate(lines) if not x.startswith("#"))])
+    assert "autogenerated by pip-compile with Python 3.11" in header  # the image's Python
+    assert "--generate-hashes" in header and "pyproject.toml" in header
+    lock = _lock()
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    declared = [Requirement(r) for r in _toml_list(pyproject, "dependencies")]
+    build = [Requirement(r) for r in _toml_list(pyproject, "requires")]
+    assert declared and build
+    for requirement in (*declared, *build):  # the runtime ones and what builds the package
+        name = canonicalize_name(requirement.name)
+        assert name in lock, f"{requirement} is not in requirements.lock"
+        assert requirement.specifier.contains(lock[name][0]), f"{requirement}: {lock[name][0]}"
+    assert not {"tensorflow", "keras", "scikit-learn", "pytest"} & set(lock)  # extras stay out
+    # Closed under dependencies: what each locked release requires is locked too, checked
+    # where the test environment has that very release installed (its metadata says; this
+    # CPython 3.11 on Linux evaluates the markers as the image's does).
+    for name, (version, _) in lock.items():
+        try:
+            dist = importlib.metadata.distribution(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+        if dist.version != version:
+            continue
+        for line in dist.requires or []:
+            requirement = Requirement(line)
+            if requirement.marker and not requirement.marker.evaluate({"extra": ""}):
+                continue
+            assert canonicalize_name(requirement.name) in lock, f"{name} needs {requirement}"
+    # ...and every entry is there for a reason pip-compile wrote down: tubai, or another entry.
+    for entry in re.split(r"\n(?=\S)", LOCK.read_text()):
+        if entry.startswith("#") or not entry.strip():  # the header, and section notes
+            continue
+        parents = []  # "# via x (why)", or "# via" and then "#   x" a line
+        for line in entry.splitlines()[1:]:
+            words = line.strip().split() if line.strip().startswith("#") else []
+            words = [w for w in words[1:] if w != "via"][:1]  # after the "#"
+            parents += words
+        assert parents, entry.split()[0]
+        for parent in parents:
+            assert parent == "tubai" or canonicalize_name(parent) in lock, (entry, parent)
+
+
+def test_dcgm_exporter_watches_only_what_tubai_reads_and_no_profiling_field(
+    gpu_stack: dict,
+) -> None:
+    """Profiling (DCGM_FI_PROF_*) fields need CAP_SYS_ADMIN, and one in the list makes DCGM
+    refuse them all; the stack's own counters file has none, so no capability is needed."""
+    service = gpu_stack["services"]["dcgm-exporter"]
+    env = service["environment"]
+    assert env["NO_SETCAP"] == "1"
+    assert _mounts(service)[env["DCGM_EXPORTER_COLLECTORS"]] == (str(DCGM_COUNTERS), True)
+    lines = [x for x in DCGM_COUNTERS.read_text().splitlines() if x and not x.startswith("#")]
+    rows = [[cell.strip() for cell in row] for row in csv.reader(lines)]
+    assert all(len(row) == 3 for row in rows)  # field, Prometheus type, help
+    types = {field: kind for field, kind, _ in rows}
+    assert len(types) == len(rows)
+    read = {dcgm.POWER, dcgm.ENERGY_MJ, dcgm.FB_USED, dcgm.FB_FREE, dcgm.FB_RESERVED}
+    read |= {dcgm.FB_TOTAL, *dcgm.GPU_FIELDS, dcgm.CLOCK_EVENTS[0]}  # DCGM >= 3.3's name
+    assert set(types) == read
+    assert all(field.startswith("DCGM_FI_DEV_") for field in types)
+    assert {f for f, kind in types.items() if kind == "counter"} == {dcgm.ENERGY_MJ}
+    assert set(types.values()) == {"gauge", "counter"}
 
 
 def test_the_influxdb_init_script_maps_the_v1_database(tmp_path: Path) -> None:
@@ -369,6 +674,114 @@ def test_the_influxdb_init_script_maps_the_v1_database(tmp_path: Path) -> None:
     done = subprocess.run(["bash", str(INIT_SCRIPT)], env={**env, **setup}, capture_output=True)
     assert done.returncode != 0 and b"DOCKER_INFLUXDB_INIT_BUCKET_ID" in done.stderr
     assert not calls.exists()
+
+
+# A stand-in for the influx CLI: it records each call (one JSON list of arguments a line) and
+# answers `bucket list` with one bucket and `v1 auth list` with the users FAKE_EXISTING names.
+FAKE_INFLUX = """#!{python}
+import json, os, sys
+args = sys.argv[1:]
+with open(os.environ["FAKE_INFLUX_LOG"], "a") as log:
+    log.write(json.dumps(args) + "\\n")
+if args[:2] == ["bucket", "list"]:
+    print("feedfacecafe0001\\ttubai\\t\\tinfinite\\t168h0m0s\\t0123456789abcdef\\timplicit")
+elif args[:3] == ["v1", "auth", "list"]:
+    user = args[args.index("--username") + 1]
+    if user in os.environ.get("FAKE_EXISTING", "").split():
+        print("0a0a0a0a0a0a0a0a\\t\\t" + user + "\\tadmin\\t0b0b0b0b0b0b0b0b\\t[read:...]")
+"""
+
+
+def _run_credentials_script(tmp_path: Path, **env: str) -> tuple[int, str, list[list[str]]]:
+    """Run 20-tubai-credentials.sh as the image's first start would, against FAKE_INFLUX."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    fake = bin_dir / "influx"
+    fake.write_text(FAKE_INFLUX.format(python=sys.executable))
+    fake.chmod(0o755)
+    log = tmp_path / "influx.log"
+    log.unlink(missing_ok=True)
+    environ = {**_clean_env(), "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    environ["FAKE_INFLUX_LOG"] = str(log)
+    done = subprocess.run(
+        ["bash", str(CREDENTIALS_SCRIPT)],
+        env={**environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    calls = [json.loads(x) for x in log.read_text().splitlines()] if log.exists() else []
+    return done.returncode, done.stdout + done.stderr, calls
+
+
+def _grants(calls: list[list[str]]) -> dict[str, dict]:
+    """username -> what each `influx v1 auth create` call grants it, and with what."""
+    out = {}
+    for call in calls:
+        if call[:3] != ["v1", "auth", "create"]:
+            continue
+        options: dict[str, list[str]] = {}
+        for flag, value in zip(call[3::2], call[4::2]):
+            options.setdefault(flag, []).append(value)
+        assert len(call[3:]) == 2 * sum(map(len, options.values())), call  # flag-value pairs
+        (user,) = options.pop("--username")
+        out[user] = {
+            "org": options.pop("--org"),
+            "password": options.pop("--password"),
+            "read": options.pop("--read-bucket", []),
+            "write": options.pop("--write-bucket", []),
+        }
+        options.pop("--description")
+        assert not options, f"{user}: unexpected {options}"  # no --all-access, no other right
+    return out
+
+
+def test_the_credentials_script_grants_each_role_exactly_its_rights(tmp_path: Path) -> None:
+    assert subprocess.run(["bash", "-n", str(CREDENTIALS_SCRIPT)]).returncode == 0
+    assert CREDENTIALS_SCRIPT.stat().st_mode & stat.S_IXUSR
+    init = sorted(p.name for p in CREDENTIALS_SCRIPT.parent.iterdir())
+    assert init == [INIT_SCRIPT.name, CREDENTIALS_SCRIPT.name]  # run-parts: dbrp first
+    assert _make_env(tmp_path / ".env", COMPOSE_PROFILES="cpu").returncode == 0
+    values = _env_file(tmp_path / ".env")
+    setup = {
+        "DOCKER_INFLUXDB_INIT_ORG": "tubai",
+        "DOCKER_INFLUXDB_INIT_BUCKET": "tubai",
+        "DOCKER_INFLUXDB_INIT_BUCKET_ID": "0a1b2c3d4e5f6789",
+    }
+    setup |= {k: values[k] for role in ROLES for k in (_user(role), _password(role))}
+    rc, output, calls = _run_credentials_script(tmp_path, **setup)
+    assert rc == 0, output
+    bucket = setup["DOCKER_INFLUXDB_INIT_BUCKET_ID"]
+    expected = {
+        values[_user(role)]: {
+            "org": ["tubai"],
+            "password": [values[_password(role)]],
+            "read": [bucket] if "read" in rights else [],
+            "write": [bucket] if "write" in rights else [],
+        }
+        for role, rights in ROLES.items()
+    }
+    assert _grants(calls) == expected
+    assert {tuple(c[:3]) for c in calls} == {("v1", "auth", "list"), ("v1", "auth", "create")}
+    for role in ROLES:
+        assert values[_password(role)] not in output, f"{role}'s password was printed"
+        assert values[_user(role)] in output
+
+    # By hand on an older database: the bucket is looked up, and existing users are kept.
+    del setup["DOCKER_INFLUXDB_INIT_BUCKET_ID"]
+    existing = values[_user("GRAFANA")]
+    rc, output, calls = _run_credentials_script(tmp_path, **setup, FAKE_EXISTING=existing)
+    assert rc == 0, output
+    assert calls[0][:2] == ["bucket", "list"] and "--name" in calls[0]
+    grants = _grants(calls)
+    assert set(grants) == {values[_user(r)] for r in ROLES} - {existing}
+    assert grants[values[_user("EXPORTER")]]["write"] == ["feedfacecafe0001"]
+    assert f"{existing} exists" in output
+
+    # Any credential missing: nothing is created at all.
+    for key in (_user("SCORING"), _password("BENCH")):
+        rc, output, calls = _run_credentials_script(tmp_path, **{**setup, key: ""})
+        assert rc != 0 and key in output and calls == [], key
 
 
 def _host_sysfs(root: Path) -> None:
