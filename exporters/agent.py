@@ -6,7 +6,8 @@ start, so the cadence does not drift and a slow read skips ticks rather than bun
 Points carry wall-clock nanoseconds taken at the middle of the read. Counters become monotonic
 totals (:mod:`exporters.counters`). Points are written in batches every ``flush_interval_s``;
 a failed write keeps the batch for the next try. Every ``stats`` period the agent writes its
-own health: per collector ``duration_s`` and ``ok``, and its ``cpu_seconds_total``. Sources
+own health: per collector ``duration_s`` and ``ok``; its ``cpu_seconds_total``, and the
+counters' ``counter_wraps_total``, ``counter_resets_total`` and ``counter_glitches_total``. Sources
 that are not available at start are checked again every ``RECHECK_S`` seconds. When it stops,
 the agent calls ``close()`` on every source that has one (:mod:`exporters.sources.base`).
 """
@@ -113,6 +114,7 @@ class Agent:
             "points_total": self.points_total,
             "counter_wraps_total": self._totals.wraps,
             "counter_resets_total": self._totals.resets,
+            "counter_glitches_total": self._totals.glitches,  # bad readings skipped, never energy
         }
         points.append(Point(AGENT, {**tags, "collector": "agent"}, fields, now))
         return points

@@ -34,6 +34,7 @@ def test_file_then_environment_then_overrides(tmp_path) -> None:
         "enabled": True,
         "url": "http://gpu:9400/metrics",
         "interval_s": 1.0,
+        "max_watts": 2000.0,
     }
     assert cfg["store"] == "sqlite:///x.db"
 

@@ -11,6 +11,7 @@ from rapl_writer import make_tree
 
 from exporters.__main__ import main as exporters_main
 from exporters.config import load_config
+from exporters.counters import CounterTotals
 from exporters.errors import ConfigError, SourceError, UsageError
 from exporters.sources import build_sources, cpu_model
 from exporters.sources.base import Source
@@ -47,22 +48,40 @@ def test_joules_formula_on_fixture():
     assert joules(src) == pytest.approx(100.0 * BUSY / NCORES)
 
 
-def test_rate_between_two_instants_is_the_model_power(tmp_path):
-    """One second later every CPU was half busy: the agent's rate is idle + span * 0.5."""
-    later = tmp_path / "proc"
+def stat_later(root: Path, busy_ticks: int, idle_ticks: int) -> Path:
+    """The fixture's /proc/stat after every CPU spent these ticks busy (user) and idle."""
+    later = root / "proc"
     shutil.copytree(FIXTURE, later)
-    half = CLK // 2
     lines = []
     for line in (FIXTURE / "stat").read_text().splitlines():
         if line.startswith("cpu"):
             name, *v = line.split()
             n = NCORES if name == "cpu" else 1
-            v[0], v[3] = str(int(v[0]) + n * half), str(int(v[3]) + n * (CLK - half))
+            v[0], v[3] = str(int(v[0]) + n * busy_ticks), str(int(v[3]) + n * idle_ticks)
             line = " ".join([name, *v])
         lines.append(line)
     (later / "stat").write_text("\n".join(lines) + "\n")
+    return later
+
+
+def test_rate_between_two_instants_is_the_model_power(tmp_path):
+    """One second later every CPU was half busy: the agent's rate is idle + span * 0.5."""
+    half = CLK // 2
+    later = stat_later(tmp_path, half, CLK - half)
     watts = joules(CpuModelSource(20.0, 80.0, later)) - joules(CpuModelSource(20.0, 80.0, FIXTURE))
     assert watts == pytest.approx(20.0 + 60.0 * half / CLK)
+
+
+def test_ceiling_is_twice_max_watts_so_tick_rounding_is_no_glitch(tmp_path):
+    """Fully busy, with the tick count a tenth ahead of the clock: 10% over max_watts in one
+    step is the kernel's rounding, not a bad reading."""
+    later = stat_later(tmp_path, CLK + CLK // 10, 0)
+    before, after = CpuModelSource(procfs_root=FIXTURE), CpuModelSource(procfs_root=later)
+    assert before.read()[0].counters["joules_total"].max_rate == 2 * 65.0
+    totals = CounterTotals()
+    totals.fields(before.read()[0], 0)
+    step = totals.fields(after.read()[0], 1_000_000_000)  # one second later
+    assert step["watts"] == pytest.approx(65.0 * 1.1, rel=0.02) and totals.glitches == 0
 
 
 def test_real_machine_energy_grows():

@@ -21,9 +21,10 @@ import yaml
 from exporters.agent import Agent
 from exporters.config import load_config
 from exporters.errors import ConfigError
+from exporters.schema import ENERGY, Counter, Reading, energy_tags
 from exporters.sources import all_sources, build_sources
 from exporters.sources.base import Source
-from exporters.sources.custom import CustomSource, load_custom
+from exporters.sources.custom import CUSTOM_MAX_WATTS, CustomSource, load_custom
 from exporters.window import window_energy
 
 TESTS = Path(__file__).parent
@@ -43,8 +44,8 @@ def config_file(tmp_path: Path, *custom: dict, **sources: dict) -> Path:
 def test_custom_sources_are_loaded_from_a_config_file(tmp_path) -> None:
     cfg = load_config(config_file(tmp_path, RISER, WALL), env={})
     assert cfg["sources"]["custom"] == [
-        {**RISER, "interval_s": None},
-        {**WALL, "options": {}},
+        {**RISER, "interval_s": None, "max_watts": None},
+        {**WALL, "max_watts": None, "options": {}},
     ]
     ready, waiting, notes = build_sources(cfg)
     assert [s.name for s in ready] == ["riser", "pdu"] and waiting == []
@@ -91,6 +92,38 @@ def test_a_custom_available_that_raises_or_answers_badly_is_reported() -> None:
         "custom_sources.meters:Flaky.available() returned True, not (bool, str)",
     )
     assert odd.read()[0].fields == {"watts": 300.0}
+
+
+class Capped:
+    """A meter that sets its own ceiling on one counter and none on the others."""
+
+    name, kind = "capped", "power"
+
+    def available(self) -> tuple[bool, str]:
+        return True, "three counters"
+
+    def read(self) -> list[Reading]:
+        own = Counter(raw=5.0, max_rate=42.0)
+        wh = Counter(raw=7.0, scale=3600.0)  # a meter counting watt-hours
+        return [
+            Reading(ENERGY, energy_tags("capped", "own"), counters={"joules_total": own}),
+            Reading(ENERGY, energy_tags("capped", "wh"), counters={"joules_total": wh}),
+            Reading("cpu", {"cpu": "0"}, counters={"busy_seconds_total": Counter(raw=1.0)}),
+        ]
+
+
+def test_energy_counters_without_a_ceiling_get_max_watts(tmp_path) -> None:
+    riser = {**RISER, "max_watts": 250}
+    cfg = load_config(
+        config_file(tmp_path, riser, {**RISER, "options": {"domain": "g", "name": "r2"}}), env={}
+    )
+    first, second = build_sources(cfg)[0]
+    assert first.read()[0].counters["joules_total"].max_rate == 250.0  # joules: watts
+    assert second.read()[0].counters["joules_total"].max_rate == CUSTOM_MAX_WATTS
+    own, wh, cpu = CustomSource(Capped(), "x:Capped", 0, None, max_watts=7200.0).read()
+    assert own.counters["joules_total"].max_rate == 42.0  # the source's own ceiling is kept
+    assert wh.counters["joules_total"].max_rate == pytest.approx(2.0)  # 7200 W is 2 Wh/s
+    assert cpu.counters["busy_seconds_total"].max_rate is None  # not energy: no ceiling
 
 
 KEY = "config key 'sources.custom[0].class'"
@@ -161,6 +194,10 @@ def test_names_must_be_unique(tmp_path, custom: list, words: str) -> None:
         ("sources: {custom: [{class: a:B, option: {}}]}", "did you mean 'options'?"),
         ("sources: {custom: [{class: a:B, interval_s: 0}]}", "'sources.custom[0].interval_s' is 0"),
         ("sources: {custom: [{class: a:B, options: [1]}]}", "'sources.custom[0].options' is [1]"),
+        (
+            "sources: {custom: [{class: a:B, max_watts: -3}]}",
+            "'sources.custom[0].max_watts' is -3: give a number of watts above 0, or leave it out",
+        ),
     ],
 )
 def test_bad_custom_entries_are_config_errors(tmp_path, text: str, words: str) -> None:

@@ -16,8 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from exporters.errors import SourceError
+from exporters.config import load_config
+from exporters.errors import ConfigError, SourceError
 from exporters.schema import Counter
+from exporters.sources import all_sources
 from exporters.sources.base import Source
 from exporters.sources.dcgm import DcgmSource
 
@@ -80,7 +82,10 @@ def test_h100_mapping_and_units(exporter: Exporter) -> None:
     assert sorted(energy) == ["gpu0", "gpu1"] and sorted(gpu) == ["0", "1"]
     assert dict(energy["gpu0"].tags) == {"source": "dcgm", "domain": "gpu0", "estimated": "false"}
     assert energy["gpu0"].fields == {"watts": 312.456}
-    assert energy["gpu0"].counters == {"joules_total": Counter(raw=4823511892, scale=1e-3)}
+    ceiling = 2 * 700_000  # twice its power limit (700 W), in mJ/s
+    assert energy["gpu0"].counters == {
+        "joules_total": Counter(raw=4823511892, scale=1e-3, max_rate=ceiling)
+    }
     assert energy["gpu1"].counters["joules_total"].raw * 1e-3 == pytest.approx(3911202.557)
     assert dict(gpu["0"].tags) == {
         "gpu": "0",
@@ -114,6 +119,25 @@ def test_without_energy_counter_and_blank_values(exporter: Exporter) -> None:
     assert "power_limit_w" not in gpu["0"].fields
     assert all(v < 2**40 for r in gpu.values() for v in r.fields.values())  # no blank sentinel
     assert "gpu0 Tesla P100-PCIE-16GB (power only)" in source.available()[1]
+
+
+def test_ceiling_from_the_highest_power_limit_scraped_else_max_watts(exporter: Exporter) -> None:
+    labels = '{gpu="0",UUID="GPU-a",modelName="NVIDIA B200"}'
+    energy = f"DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION{labels} 123456\n"
+    limits = {
+        "": None,
+        f"DCGM_FI_DEV_POWER_MGMT_LIMIT{labels} 600\n": 1200.0,
+        f"DCGM_FI_DEV_POWER_MGMT_LIMIT{labels} 600\nDCGM_FI_DEV_POWER_MGMT_LIMIT_MAX{labels} "
+        "1000\n": 2000.0,
+    }
+    for text, watts in limits.items():
+        exporter.body = energy + text
+        counter = by_kind(DcgmSource(exporter.url, max_watts=1500).read())[0]["gpu0"]
+        assert counter.counters["joules_total"].max_rate * 1e-3 == (watts or 1500.0)
+    cfg = load_config(env={"TUBAI_SOURCES__DCGM__MAX_WATTS": "900"})
+    assert all_sources(cfg)["dcgm"].max_watts == 900
+    with pytest.raises(ConfigError, match=r"'sources\.dcgm\.max_watts' is -1: give a number"):
+        load_config(env={"TUBAI_SOURCES__DCGM__MAX_WATTS": "-1"})
 
 
 def test_url_without_path_gets_metrics(exporter: Exporter) -> None:

@@ -11,8 +11,11 @@ import pytest
 from fakes import fake_pynvml as fake
 from fakes.fake_pynvml import FakeGPU, FakeNvml
 
-from exporters.errors import SourceError, SourceUnavailable
+from exporters.config import load_config
+from exporters.counters import CounterTotals
+from exporters.errors import ConfigError, SourceError, SourceUnavailable
 from exporters.schema import Counter
+from exporters.sources import all_sources
 from exporters.sources.base import Source
 from exporters.sources.nvml import NvmlSource
 
@@ -37,7 +40,10 @@ def test_two_gpus_one_with_energy_counter_units_converted() -> None:
 
     assert dict(energy["gpu0"].tags) == {"source": "nvml", "domain": "gpu0", "estimated": "false"}
     assert energy["gpu0"].fields == {"watts": pytest.approx(312.456)}
-    assert energy["gpu0"].counters == {"joules_total": Counter(raw=5_000_000, scale=1e-3)}
+    ceiling = 2 * 700_000  # twice the highest power limit it accepts, in mJ/s
+    assert energy["gpu0"].counters == {
+        "joules_total": Counter(raw=5_000_000, scale=1e-3, max_rate=ceiling)
+    }
     assert energy["gpu0"].counters["joules_total"].rate_field is None
     assert energy["gpu1"].fields == {"watts": 40.0}
     assert energy["gpu1"].counters == {}
@@ -83,6 +89,52 @@ def test_not_supported_fields_are_omitted_and_not_asked_again() -> None:
     source.read()
     assert nv.calls["nvmlDeviceGetTemperature"] == 3  # gpu0 twice, gpu1 once
     assert nv.calls["nvmlDeviceGetTotalEnergyConsumption"] == 3
+
+
+def test_ceiling_from_the_power_limit_range_asked_once_else_max_watts() -> None:
+    nv = FakeNvml([
+        FakeGPU(name="NVIDIA B200", power_limit_range_mw=(200_000, 1_000_000)),
+        FakeGPU(name="GRID vGPU", not_supported={"nvmlDeviceGetPowerManagementLimitConstraints"}),
+        FakeGPU(power_limit_range_mw=(0, 0)),  # says nothing
+    ])  # fmt: skip
+    source = NvmlSource(nvml=nv, max_watts=1500)
+    for _ in range(3):
+        energy = by_kind(source.read())[0]
+    watts = [energy[f"gpu{i}"].counters["joules_total"].max_rate * 1e-3 for i in range(3)]
+    assert watts == [2000.0, 1500.0, 1500.0]
+    assert nv.calls["nvmlDeviceGetPowerManagementLimitConstraints"] == 3  # once per GPU
+    for lacks in ("module_lacks", "driver_lacks"):  # an older nvidia-ml-py, an older driver
+        older = FakeNvml([FakeGPU()], **{lacks: {"nvmlDeviceGetPowerManagementLimitConstraints"}})
+        counter = by_kind(NvmlSource(nvml=older).read())[0]["gpu0"].counters["joules_total"]
+        assert counter.max_rate * 1e-3 == 2000.0  # the default of sources.nvml.max_watts
+
+
+def test_a_spike_in_the_energy_counter_is_a_glitch_not_energy() -> None:
+    """A counter read as a megajoule more for one read (an 8 GW step) adds nothing."""
+    nv = FakeNvml([FakeGPU(power_mw=300_000)])
+    source, totals = NvmlSource(nvml=nv), CounterTotals()
+
+    def total_at(t_s: float) -> dict:
+        (energy,) = [r for r in source.read() if r.measurement == "energy"]
+        return totals.fields(energy, round(t_s * 1e9))
+
+    total_at(0.0)
+    nv.gpus[0].advance(0.1)
+    true_mj = nv.gpus[0].energy_mj
+    nv.gpus[0].energy_mj = true_mj + 10**9
+    assert "joules_total" not in total_at(0.1)
+    nv.gpus[0].energy_mj = true_mj
+    nv.gpus[0].advance(0.1)
+    assert total_at(0.2)["joules_total"] == pytest.approx(60.0)  # 300 W for 0.2 s
+    assert (totals.glitches, totals.resets) == (1, 0)
+
+
+def test_max_watts_is_configured_and_checked() -> None:
+    cfg = load_config(env={"TUBAI_SOURCES__NVML__MAX_WATTS": "1200"})
+    assert cfg["sources"]["nvml"]["max_watts"] == 1200
+    assert all_sources(cfg)["nvml"].max_watts == 1200
+    with pytest.raises(ConfigError, match=r"'sources\.nvml\.max_watts' is 0: give a number"):
+        load_config(env={"TUBAI_SOURCES__NVML__MAX_WATTS": "0"})
 
 
 def test_one_gpu_lost_mid_run_the_other_is_still_read(caplog: pytest.LogCaptureFixture) -> None:
@@ -207,3 +259,7 @@ def test_real_nvml_reads_every_gpu(real_source: NvmlSource) -> None:
     for domain, reading in energy.items():
         if "joules_total" in reading.counters:
             assert later[domain].counters["joules_total"].raw > reading.counters["joules_total"].raw
+            handle = pynvml.nvmlDeviceGetHandleByIndex(int(domain.removeprefix("gpu")))
+            top_mw = pynvml.nvmlDeviceGetPowerManagementLimitConstraints(handle)[1]
+            assert 0 < top_mw < 2_000_000  # a real limit range, in mW, below the default
+            assert reading.counters["joules_total"].max_rate == 2 * top_mw

@@ -13,8 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from exporters.errors import SourceError, SourceUnavailable
+from exporters.config import load_config
+from exporters.errors import ConfigError, SourceError, SourceUnavailable
 from exporters.schema import Counter
+from exporters.sources import all_sources
 from exporters.sources.base import Source
 from exporters.sources.rapl import RaplSource
 
@@ -87,10 +89,54 @@ def test_counters_are_raw_microjoules_with_scale_and_wrap():
     source = RaplSource(str(FIXTURES / "intel_desktop"))  # a str root works too
     assert isinstance(source, Source) and (source.name, source.kind) == ("rapl", "power")
     got = counters(source)
-    assert got["package-0"] == Counter(48213398710, 1e-6, PACKAGE_RANGE, "watts")
-    assert got["dram-0"] == Counter(9876543210, 1e-6, DRAM_RANGE, "watts")
+    assert got["package-0"] == Counter(48213398710, 1e-6, PACKAGE_RANGE, "watts", max_rate=506e6)
+    assert got["dram-0"] == Counter(9876543210, 1e-6, DRAM_RANGE, "watts", max_rate=1000e6)
     assert got["psys"].raw == 103456789012
     assert counters(RaplSource(FIXTURES / "amd_epyc"))["core-1"].wrap == AMD_RANGE
+
+
+def ceilings_w(source: RaplSource) -> dict[str, float]:
+    return {domain: c.max_rate * c.scale for domain, c in counters(source).items()}
+
+
+def test_ceiling_is_twice_the_highest_stated_power_else_the_default():
+    # package-0 states its TDP (125 W, PL1's max_power_uw) and enforces PL2 at 253 W: 2 x 253.
+    # core-0's only limit is 0 (none), psys has a limit but no max_power_uw (maybe a disabled
+    # one), dram-0 states nothing: all three get the default.
+    assert ceilings_w(RaplSource(FIXTURES / "intel_desktop")) == pytest.approx(
+        {"package-0": 506.0, "core-0": 1000.0, "uncore-0": 1000.0, "dram-0": 1000.0, "psys": 1000.0}
+    )
+    server = ceilings_w(RaplSource(FIXTURES / "dual_socket_server", max_watts=300))
+    assert server == pytest.approx(
+        {"package-0": 648.0, "dram-0": 300.0, "package-1": 648.0, "dram-1": 300.0}
+    )
+    assert set(ceilings_w(RaplSource(FIXTURES / "amd_epyc")).values()) == {1000.0}  # AMD: none
+
+
+def test_ceiling_files_read_once_and_unreadable_ones_left_out(tmp_path):
+    root = copy_tree("intel_desktop", tmp_path)
+    package = zone(root, "intel-rapl:0")
+    source = RaplSource(root)
+    assert source.available()[0]
+    (package / "constraint_1_power_limit_uw").write_text("4095000000\n")  # raised later
+    assert ceilings_w(source)["package-0"] == pytest.approx(506.0)  # as found
+    (package / "constraint_1_power_limit_uw").unlink()
+    (package / "constraint_1_power_limit_uw").mkdir()  # reading it fails: left out
+    assert ceilings_w(RaplSource(root))["package-0"] == pytest.approx(250.0)  # 2 x the TDP
+    (package / "constraint_0_max_power_uw").write_text("n/a\n")
+    (package / "constraint_1_max_power_uw").unlink()
+    fresh = RaplSource(root, max_watts=700.0)
+    assert ceilings_w(fresh)["package-0"] == pytest.approx(700.0)  # no max_power_uw left
+
+
+def test_max_watts_is_configured_and_checked(tmp_path):
+    cfg = load_config(env={"TUBAI_SOURCES__RAPL__MAX_WATTS": "400"}, overrides={
+        "sysfs_root": str(FIXTURES / "dual_socket_server")})  # fmt: skip
+    assert ceilings_w(all_sources(cfg)["rapl"])["dram-0"] == pytest.approx(400.0)
+    assert load_config(env={})["sources"]["rapl"]["max_watts"] == 1000.0
+    for bad in ("0", "-5", "lots", ".inf", "true"):
+        with pytest.raises(ConfigError, match=r"'sources\.rapl\.max_watts' is .*watts above 0"):
+            load_config(env={"TUBAI_SOURCES__RAPL__MAX_WATTS": bad})
 
 
 def test_read_is_stateless_and_needs_no_available_call(tmp_path):

@@ -13,6 +13,10 @@ time counted once, busy = total less idle and iowait). Every point is tagged ``s
 only where no RAPL domain is readable. CPUs going offline or online change ``ncores`` and the
 total line, which the agent sees as a counter reset.
 
+The counter's ceiling (``Counter.max_rate``, :mod:`.ceilings`) is ``max_watts`` times
+:data:`~.ceilings.HEADROOM`: the model never draws more than ``max_watts``, but the kernel counts
+CPU time in ticks (10 ms per CPU), so one 0.1 s step can show some 10% more than it.
+
 Defaults: ``idle_watts=10`` (a modern desktop package idles at roughly 5 to 20 W) and
 ``max_watts=65`` (the most common desktop TDP class, e.g. Intel's and AMD's 65 W parts). They
 are placeholders: set ``max_watts`` to your CPU's TDP (or PL1; all sockets together on servers)
@@ -31,6 +35,7 @@ import psutil
 from exporters.errors import ConfigError, SourceError
 from exporters.schema import ENERGY, Counter, Reading, energy_tags
 from exporters.sources.base import Settings, SourceSpec
+from exporters.sources.ceilings import HEADROOM
 from exporters.sources.system import busy_seconds, psutil_procfs
 
 DEFAULT_IDLE_WATTS = 10.0
@@ -97,7 +102,8 @@ class CpuModelSource:
         return self.idle_watts * total / ncores + span * busy / ncores
 
     def read(self) -> list[Reading]:
-        counter = Counter(raw=self.joules(), rate_field="watts")
+        ceiling = HEADROOM * self.max_watts  # raw joules: watts are joules per second
+        counter = Counter(raw=self.joules(), rate_field="watts", max_rate=ceiling)
         tags = energy_tags("model", "cpu-estimate", estimated=True)
         return [Reading(ENERGY, tags, {}, {"joules_total": counter})]
 

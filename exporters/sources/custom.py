@@ -9,7 +9,10 @@ overrides the interval of its kind. Every problem is a :class:`ConfigError` nami
 
 The loaded object is wrapped in :class:`CustomSource`, so that a user's ``available()`` that
 raises, or returns something other than ``(bool, str)``, is reported instead of stopping the
-agent. Everything else (``read()``, other attributes) goes straight to the user's object.
+agent. Everything else (other attributes) goes straight to the user's object; ``read()`` too,
+except that an ``energy`` reading's ``joules_total`` counter without a ceiling
+(``Counter.max_rate``, :mod:`.ceilings`) gets the entry's ``max_watts``, else
+:data:`CUSTOM_MAX_WATTS`. A ceiling the source sets itself is kept.
 """
 
 from __future__ import annotations
@@ -17,26 +20,40 @@ from __future__ import annotations
 import importlib
 import re
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from exporters.config_checks import SECONDS, positive_seconds, require, unknown_key
 from exporters.errors import ConfigError
-from exporters.schema import Reading
+from exporters.schema import ENERGY, Reading
 from exporters.sources.base import Source
+from exporters.sources.ceilings import WATTS, check_max_watts, max_rate
 
 KINDS = ("power", "system")
-KEYS = ("class", "interval_s", "options")  # of one entry
+KEYS = ("class", "interval_s", "max_watts", "options")  # of one entry
+# The ceiling of a custom energy counter that sets none and whose entry gives no max_watts: a
+# custom meter may measure anything up to a rack's feed (tens of kW), and a ceiling too low
+# would lose real energy, so it errs high; it still rejects a counter read as garbage.
+CUSTOM_MAX_WATTS = 100_000.0
 _PATH = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
 
 
 class CustomSource:
     """A user's source, as loaded from ``sources.custom[index]`` (the object is ``inner``)."""
 
-    def __init__(self, inner: Any, spec: str, index: int, interval_s: float | None) -> None:
+    def __init__(
+        self,
+        inner: Any,
+        spec: str,
+        index: int,
+        interval_s: float | None,
+        max_watts: float | None = None,
+    ) -> None:
         self.inner, self.spec, self.index = inner, spec, index
         self.name: str = inner.name
         self.kind: str = inner.kind
         self.interval_s = interval_s or getattr(inner, "interval_s", None)
+        self.max_watts = max_watts or CUSTOM_MAX_WATTS
 
     def available(self) -> tuple[bool, str]:
         try:
@@ -48,7 +65,18 @@ class CustomSource:
         return answer[0], str(answer[1])
 
     def read(self) -> list[Reading]:
-        return self.inner.read()
+        """The user's readings, energy counters without a ceiling given ``max_watts``."""
+        return [self._with_ceiling(r) for r in self.inner.read()]
+
+    def _with_ceiling(self, reading: Reading) -> Reading:
+        counter = reading.counters.get("joules_total")
+        if reading.measurement != ENERGY or counter is None or counter.max_rate is not None:
+            return reading
+        if not counter.scale > 0:  # not joules of any unit: no ceiling to put in its units
+            return reading
+        ceiling = max_rate(self.max_watts, counter.scale)
+        counters = {**reading.counters, "joules_total": replace(counter, max_rate=ceiling)}
+        return replace(reading, counters=counters)
 
     def __getattr__(self, attribute: str) -> Any:  # domains(), close(), ... of the user's object
         if attribute == "inner":  # not set yet (copy, pickle): no recursion
@@ -57,10 +85,12 @@ class CustomSource:
 
 
 def custom_entries(entries: Any) -> list[dict[str, Any]]:
-    """``sources.custom`` checked, each entry with every key (``interval_s`` and ``options``).
+    """``sources.custom`` checked, each entry with every key (``interval_s``, ``max_watts``,
+    ``options``).
 
-    An entry is ``{class: "package.module:Class", interval_s: 1.0, options: {...}}``; only
-    ``class`` is required. Importing the class waits for :func:`load_custom`.
+    An entry is ``{class: "package.module:Class", interval_s: 1.0, max_watts: 3000,
+    options: {...}}``; only ``class`` is required. Importing the class waits for
+    :func:`load_custom`.
     """
     if entries is None:
         return []
@@ -79,10 +109,19 @@ def _entry(entry: Any, where: str) -> dict[str, Any]:
     if interval is not None:
         fix = f"{SECONDS}, or leave it out for the interval of the source's kind"
         positive_seconds(f"{where}.interval_s", interval, fix)
+    max_watts = entry.get("max_watts")
+    if max_watts is not None:
+        fix = f"{WATTS}, or leave it out for {CUSTOM_MAX_WATTS:g} W"
+        check_max_watts(f"{where}.max_watts", max_watts, fix)
     options = entry.get("options")
     fix = "give a mapping of keyword arguments for the class"
     require(options is None or isinstance(options, Mapping), f"{where}.options", options, fix)
-    return {"class": entry["class"], "interval_s": interval, "options": dict(options or {})}
+    return {
+        "class": entry["class"],
+        "interval_s": interval,
+        "max_watts": max_watts,
+        "options": dict(options or {}),
+    }
 
 
 def load_custom(spec: dict[str, Any], index: int = 0) -> Source:
@@ -135,7 +174,7 @@ def load_custom(spec: dict[str, Any], index: int = 0) -> Source:
             f"config key {key!r}: {path} is not a source: {'; '.join(problems)} (see "
             "exporters/sources/base.py and examples/pdu_meter.py)"
         )
-    return CustomSource(source, path, index, spec.get("interval_s"))
+    return CustomSource(source, path, index, spec.get("interval_s"), spec.get("max_watts"))
 
 
 def _shape_problems(source: Any) -> list[str]:

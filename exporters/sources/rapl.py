@@ -9,6 +9,14 @@ a zone is used only where the MSR zone is missing or unreadable, so nothing is c
 The zone layout is found by :meth:`RaplSource.available` (or the first :meth:`RaplSource.read`)
 and then kept: a zone that disappears later is an error, never a silently missing domain. The
 readings themselves carry no state between calls; wraparound and watts are the agent's job.
+
+Each counter carries its ceiling (``Counter.max_rate``, :mod:`.ceilings`), read once per zone
+when it is found: :data:`~.ceilings.HEADROOM` times the highest power the zone's constraints
+state, the largest of their ``constraint_*_max_power_uw`` (PL1's is the TDP) and
+``constraint_*_power_limit_uw`` (what the firmware enforces: PL2 above PL1, 4095 W on boards
+with "unlimited" power). A zone that states no ``max_power_uw`` (AMD, most sub-zones, psys) gets
+``sources.rapl.max_watts`` (:data:`DEFAULT_MAX_WATTS`); a power limit alone is not trusted, as
+it may be a disabled one.
 """
 
 from __future__ import annotations
@@ -20,8 +28,16 @@ from pathlib import Path
 from exporters.errors import SourceError, SourceUnavailable
 from exporters.schema import ENERGY, Counter, Reading, energy_tags
 from exporters.sources.base import SourceSpec
+from exporters.sources.ceilings import HEADROOM, max_rate, validate_max_watts
 
 MSR = "intel-rapl"
+SCALE = 1e-6  # energy_uj: microjoules
+# The ceiling of a zone that states no maximum power: twice the largest CPU packages of today
+# (500 W TDP: AMD EPYC 9965, Intel Xeon 6980P), so that no real draw reaches it, while a counter
+# read as 0 or as garbage still jumps by far more (the ranges are 65 kJ and up). At 1000 W a
+# counter of 65 kJ cannot wrap twice unseen when read at least every 65 s.
+DEFAULT_MAX_WATTS = 1000.0
+_CONSTRAINT = re.compile(r"constraint_\d+_(max_power|power_limit)_uw")
 _CONTROL_TYPE = re.compile(r"intel-rapl(?:-[a-z]+)?")
 _ZONE = re.compile(r"(intel-rapl(?:-[a-z]+)?):(\d+(?::\d+)*)")
 ROOT_ONLY = (
@@ -42,6 +58,7 @@ class Zone:
     domain: str
     parent: str | None
     wrap_uj: int = 0  # max_energy_range_uj: fixed by the hardware, read once when found
+    max_uw: float | None = None  # the counter's ceiling in µJ/s (µW), found with it
 
 
 def _zone_dirs(powercap: Path) -> dict[str, Path]:
@@ -107,14 +124,41 @@ def _read_counter(path: Path | str) -> int:
         raise SourceError(f"{path} does not hold an integer: is this a powercap tree?") from e
 
 
+def zone_ceiling_uw(path: Path, default_watts: float) -> float:
+    """The zone's ceiling in µW: :data:`HEADROOM` times the highest power its constraints state,
+    or ``default_watts`` where it states no maximum power (module docstring). Unreadable or
+    zero constraint files (a limit the part does not have) are left out."""
+    stated: dict[str, list[int]] = {"max_power": [], "power_limit": []}
+    try:
+        entries = [(e, m) for e in path.iterdir() if (m := _CONSTRAINT.fullmatch(e.name))]
+    except OSError:
+        entries = []
+    for entry, match in entries:
+        try:
+            value = int(entry.read_text())
+        except (OSError, ValueError):
+            continue
+        if value > 0:
+            stated[match.group(1)].append(value)
+    if not stated["max_power"]:
+        return max_rate(default_watts, SCALE)
+    return HEADROOM * max(stated["max_power"] + stated["power_limit"])
+
+
 class RaplSource:
-    """Energy of every RAPL domain under ``<sysfs_root>/class/powercap``."""
+    """Energy of every RAPL domain under ``<sysfs_root>/class/powercap``.
+
+    ``max_watts``: the ceiling of a zone whose constraints state no maximum power.
+    """
 
     name = "rapl"
     kind = "power"
 
-    def __init__(self, sysfs_root: str | Path = "/sys") -> None:
+    def __init__(
+        self, sysfs_root: str | Path = "/sys", max_watts: float = DEFAULT_MAX_WATTS
+    ) -> None:
         self.powercap = Path(sysfs_root) / "class" / "powercap"
+        self.max_watts = max_watts
         self._zones: list[Zone] = []
 
     def available(self) -> tuple[bool, str]:
@@ -137,7 +181,8 @@ class RaplSource:
             except SourceError as e:
                 unread.setdefault(zone.domain, str(e))
             else:
-                chosen[zone.domain] = replace(zone, wrap_uj=wrap_uj)
+                max_uw = zone_ceiling_uw(zone.path, self.max_watts)
+                chosen[zone.domain] = replace(zone, wrap_uj=wrap_uj, max_uw=max_uw)
                 unread.pop(zone.domain, None)
         in_order = dict.fromkeys(zone.domain for zone in zones)  # MSR order, mmio fallbacks too
         self._zones = [chosen[domain] for domain in in_order if domain in chosen]
@@ -156,7 +201,7 @@ class RaplSource:
         return [(zone.domain, zone.parent) for zone in self._zones]
 
     def read(self) -> list[Reading]:
-        """One reading per domain: the raw counter, its scale to joules and its wrap value."""
+        """One reading per domain: the raw counter, its scale to joules, wrap and ceiling."""
         if not self._zones:
             ok, why = self.available()
             if not ok:
@@ -165,9 +210,10 @@ class RaplSource:
         for zone in self._zones:
             counter = Counter(
                 raw=_read_counter(f"{zone.path}/energy_uj"),
-                scale=1e-6,
+                scale=SCALE,
                 wrap=zone.wrap_uj,
                 rate_field="watts",
+                max_rate=zone.max_uw,
             )
             tags = energy_tags(self.name, zone.domain)
             readings.append(Reading(ENERGY, tags, counters={"joules_total": counter}))
@@ -176,6 +222,7 @@ class RaplSource:
 
 SPEC = SourceSpec(
     key="rapl",
-    defaults={"enabled": True},
-    build=lambda settings, cfg: RaplSource(cfg["sysfs_root"]),
+    defaults={"enabled": True, "max_watts": DEFAULT_MAX_WATTS},
+    validate=validate_max_watts,
+    build=lambda settings, cfg: RaplSource(cfg["sysfs_root"], settings["max_watts"]),
 )

@@ -169,6 +169,7 @@ class FakeGPU:
     sm_clock_mhz: int = 1980
     mem_clock_mhz: int = 2619
     power_limit_mw: int = 700_000
+    power_limit_range_mw: tuple[int, int] = (200_000, 700_000)  # the limit's (min, max)
     clock_event_reasons: int = nvmlClocksEventReasonNone  # bitmask of nvmlClocksEventReason*
     fail_with: int | None = None  # an NVML_ERROR_* code: every call on this GPU raises it
     not_supported: set[str] = field(default_factory=set)  # nvml function names that fail so
@@ -276,6 +277,10 @@ class FakeNvml:
 
     def nvmlDeviceGetEnforcedPowerLimit(self, handle: _Handle) -> int:
         return self._gpu(handle, "nvmlDeviceGetEnforcedPowerLimit").power_limit_mw
+
+    def nvmlDeviceGetPowerManagementLimitConstraints(self, handle: _Handle) -> list[int]:
+        g = self._gpu(handle, "nvmlDeviceGetPowerManagementLimitConstraints")
+        return list(g.power_limit_range_mw)
 
     def nvmlDeviceGetCurrentClocksEventReasons(self, handle: _Handle) -> int:
         return self._gpu(handle, "nvmlDeviceGetCurrentClocksEventReasons").clock_event_reasons
