@@ -1,45 +1,34 @@
-"""The ``run`` events a benchmark writes: ``start``, then ``end`` with everything the run's
-scores need, or ``fail`` with the reason. Scoring reads only these, never the registry.
-
-Tags: ``run_id``, ``model``, ``backend``, ``dataset`` and ``host``. The window of a run is the
-time of its ``start`` event to the time of its ``end`` event. User strings (run ids, model
-names) travel as tag values, which both stores escape; nothing is pasted into a query.
-"""
+"""Writing and reading a benchmark's ``run`` events. What they hold is defined once, in
+:mod:`scoring.events` (the tags :class:`RunTags`; the fields of each kind, :class:`RunStart`,
+:class:`RunEnd` and :class:`RunFail`), which is also what scoring parses them with."""
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 from exporters import clock
 from exporters.schema import RUN, FieldValue, Point
 from exporters.stores.base import Store
+from scoring.events import RunEnd, RunEvent, RunFail, RunStart, RunTags, event_point, make_event
 
-
-@dataclass(frozen=True)
-class RunTags:
-    run_id: str
-    model: str
-    backend: str
-    dataset: str
-    host: str
-
-    def as_dict(self) -> dict[str, str]:
-        return {
-            "run_id": self.run_id,
-            "model": self.model,
-            "backend": self.backend,
-            "dataset": self.dataset,
-            "host": self.host,
-        }
+__all__ = ["RunEnd", "RunFail", "RunStart", "RunTags", "read_events", "write_event"]
 
 
 def write_event(
-    store: Store, tags: RunTags, event: str, time_ns: int | None = None, **fields: FieldValue
+    store: Store,
+    tags: RunTags,
+    event: RunEvent | str,
+    time_ns: int | None = None,
+    **fields: FieldValue | None,
 ) -> int:
-    """Write one ``run`` event now (or at ``time_ns``) and return its time."""
+    """Write one ``run`` event now (or at ``time_ns``) and return its time. ``event`` is the
+    event (:class:`RunStart`, :class:`RunEnd`, :class:`RunFail`), or the name of its kind with
+    its ``fields``: a field its kind does not define is a TypeError. Fields without a value
+    are left out."""
+    if isinstance(event, str):
+        event = make_event(event, **fields)
+    elif fields:
+        raise TypeError("give the fields in the event, or its kind by name with the fields")
     stamp = clock.wall_ns() if time_ns is None else time_ns
-    values = {"event": event, **{k: v for k, v in fields.items() if v is not None}}
-    store.write([Point(RUN, tags.as_dict(), values, stamp)])
+    store.write([event_point(tags, event, stamp)])
     return stamp
 
 

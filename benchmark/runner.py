@@ -18,14 +18,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from tqdm import tqdm
 
-from benchmark.records import RunTags, write_event
+from benchmark.records import RunEnd, RunFail, RunStart, RunTags, write_event
 from benchmark.sampling import Sampler
 from exporters import clock
 from exporters.stores.base import Store
 from exporters.times import format_time
 from exporters.window import WindowEnergy, window_energy
-from scoring.scores import composite, uwh_per_inference
+from scoring.runs import RunScore
 
 log = logging.getLogger(__name__)
 
@@ -48,31 +49,19 @@ class RunOptions:
 
 
 @dataclass
-class RunResult:
-    """One pass: its window, what it computed, and what it cost."""
+class RunResult(RunScore):
+    """One pass as scoring sees it (a :class:`~scoring.runs.RunScore`: its window, what it
+    computed, its energy and every figure), with its window's energy per domain and the
+    benchmark's notes."""
 
-    run_id: str
-    model: str
-    dataset: str
-    backend: str
-    weights: str
-    batch_size: int
-    start_ns: int
-    end_ns: int
-    inferences: int
-    top1: float | None
-    top5: float | None
-    accuracy_source: str
     energy: WindowEnergy | None = None
-    idle_watts: float | None = None
     notes: list[str] = field(default_factory=list)
 
-    @property
-    def duration_s(self) -> float:
-        return (self.end_ns - self.start_ns) / 1e9
-
     def summary(self) -> dict:
-        out = {
+        """What ``python -m benchmark run`` prints; energy, energy per inference and the
+        composite score are the run's figures (:mod:`scoring.figures`)."""
+        measured = self.energy_j is not None
+        return {
             "run_id": self.run_id,
             "model": self.model,
             "dataset": self.dataset,
@@ -83,32 +72,19 @@ class RunResult:
             "end": format_time(self.end_ns),
             "images": self.inferences,
             "seconds": self.duration_s,
-            "images_per_s": self.inferences / self.duration_s,
+            "images_per_s": self.images_per_s,
             "top1": self.top1,
             "top5": self.top5,
             "accuracy_source": self.accuracy_source,
-            "joules": None,
-            "uwh_per_inference": None,
-            "composite": None,
-            "estimated": None,
-            "coverage": None,
-            "idle_watts": self.idle_watts,
-            "net_joules": None,
+            "joules": self.energy_j,
+            "uwh_per_inference": self.uwh_per_inference,
+            "composite": self.composite,
+            "estimated": self.estimated if measured else None,
+            "coverage": self.coverage,
+            "idle_watts": self.idle_w,
+            "net_joules": self.net_energy_j,
             "notes": self.notes,
         }
-        if self.energy is not None and self.energy.counted and self.energy.coverage > 0:
-            joules = self.energy.total_joules
-            uwh = uwh_per_inference(joules, self.inferences)
-            out.update(
-                joules=joules,
-                uwh_per_inference=uwh,
-                composite=composite(self.top1, uwh) if self.top1 is not None else None,
-                estimated=self.energy.estimated,
-                coverage=self.energy.coverage,
-            )
-            if self.idle_watts is not None:
-                out["net_joules"] = joules - self.idle_watts * self.duration_s
-        return out
 
 
 def default_run_id(model: str) -> str:
@@ -153,7 +129,8 @@ class Prepared:
 def prepare(opts: RunOptions) -> Prepared:
     """Resolve the model, open the dataset and build the model with its weights."""
     from benchmark.datasets import open_dataset
-    from benchmark.models import build_model, get_spec
+    from benchmark.models import build_model
+    from benchmark.registry import get_spec
 
     spec = get_spec(opts.model)
     data = opts.data
@@ -173,99 +150,131 @@ def prepare(opts: RunOptions) -> Prepared:
     return Prepared(spec, dataset, model, weights, keras.backend.backend(), notes)
 
 
+@dataclass
+class _Bench:
+    """A benchmark under way: what each of its passes needs."""
+
+    opts: RunOptions
+    store: Store
+    sampler: Sampler
+    prepared: Prepared
+    base_id: str
+    batches: Any  # the dataset in batches of opts.batch_size
+    idle_watts: float | None
+    warmup_end_ns: int
+    notes: list[str]  # shared by every pass's result
+
+
 def run_benchmark(
     opts: RunOptions, store: Store, sampler: Sampler, prepared: Prepared | None = None
 ) -> list[RunResult]:
     """Run ``opts.repeats`` measured passes; returns one result per pass, energy included."""
-    import keras
-    from tqdm import tqdm
-
-    from benchmark.models import count_macs
-
     p = prepared or prepare(opts)
-    spec, dataset, model, weights, backend, notes = (
-        p.spec, p.dataset, p.model, p.weights, p.backend, list(p.notes)
+    batches = p.dataset.batches(opts.batch_size)
+    idle_watts = _idle_watts(opts.idle_s, store, sampler)
+    warmup_end_ns = _warm_up(p, batches, opts.warmup_batches)
+    bench = _Bench(opts, store, sampler, p, opts.run_id or default_run_id(p.spec.name), batches,
+                   idle_watts, warmup_end_ns, list(p.notes))  # fmt: skip
+    results = [_measured_pass(bench, repeat) for repeat in range(1, opts.repeats + 1)]
+    _note_short_windows(results, sampler, bench.notes)
+    store.flush()
+    sampler.wait_past(results[-1].end_ns)
+    for r in results:
+        r.energy = window_energy(store, r.start_ns, r.end_ns, host=sampler.host)
+        r.set_energy(r.energy)
+    return results
+
+
+def _idle_watts(idle_s: float, store: Store, sampler: Sampler) -> float | None:
+    """The host's power over ``idle_s`` seconds of doing nothing (None for no baseline)."""
+    if idle_s <= 0:
+        return None
+    idle_start = clock.wall_ns()
+    time.sleep(idle_s)
+    idle_end = clock.wall_ns()
+    sampler.wait_past(idle_end)
+    idle = window_energy(store, idle_start, idle_end, host=sampler.host)
+    return idle.total_joules / ((idle_end - idle_start) / 1e9)
+
+
+def _warm_up(p: Prepared, batches: Any, count: int) -> int:
+    """Run ``count`` batches outside any window (tracing, allocation, caches); returns when
+    the warm-up ended."""
+    for x, _ in _batches(batches.take(count), p.backend):
+        p.model.predict_on_batch(x)
+    return clock.wall_ns()
+
+
+def _measured_pass(bench: _Bench, repeat: int) -> RunResult:
+    """One window: a ``start`` event, every batch (again until ``min_duration_s``), then an
+    ``end`` event with the results, or a ``fail`` event with the reason if anything breaks."""
+    opts, store, p = bench.opts, bench.store, bench.prepared
+    run_id = bench.base_id if opts.repeats == 1 else f"{bench.base_id}.{repeat}"
+    tags = RunTags(run_id, p.spec.name, p.backend, p.dataset.name, bench.sampler.host)
+    start = RunStart(repeat=repeat, repeats=opts.repeats, warmup_batches=opts.warmup_batches,
+                     warmup_end=format_time(bench.warmup_end_ns))  # fmt: skip
+    bar = tqdm(total=p.dataset.size, unit="img", disable=not opts.progress, desc=run_id,
+               leave=False)  # fmt: skip
+    start_ns = write_event(store, tags, start)
+    try:
+        accuracy = _predict_all(bench, bar)
+    except BaseException as e:
+        reason = "interrupted (Ctrl-C)" if isinstance(e, KeyboardInterrupt) else _reason(e)
+        write_event(store, tags, RunFail(reason=reason[:1000]))
+        store.flush()
+        raise
+    finally:
+        bar.close()
+    end_ns = clock.wall_ns()
+    end = _end_event(bench, accuracy, repeat, (end_ns - start_ns) / 1e9)
+    write_event(store, tags, end, end_ns)
+    result = RunResult.started(tags, start_ns, notes=bench.notes)
+    result.finish(end, end_ns)
+    return result
+
+
+def _predict_all(bench: _Bench, bar: tqdm) -> _Accuracy:
+    """Every batch through the model, over the data again until the pass has lasted
+    ``min_duration_s``; the progress bar shows the images and the host's watts."""
+    p, sampler = bench.prepared, bench.sampler
+    accuracy = _Accuracy()
+    deadline = time.monotonic() + bench.opts.min_duration_s
+    while True:
+        for x, y in _batches(bench.batches, p.backend):
+            scores = np.asarray(p.model.predict_on_batch(x))
+            accuracy.add(scores, np.asarray(y))
+            bar.update(len(scores))
+            watts = sampler.watts()
+            if watts is not None:
+                bar.set_postfix(watts=f"{watts:.1f}", refresh=False)
+        if time.monotonic() >= deadline:
+            return accuracy
+        bar.total += p.dataset.size
+
+
+def _end_event(bench: _Bench, accuracy: _Accuracy, repeat: int, duration_s: float) -> RunEnd:
+    """The ``end`` event of a pass: measured accuracy where the dataset has labels, else the
+    published figure; everything else its scores need, and what ran."""
+    import keras
+
+    from benchmark.macs import count_macs
+
+    opts, p = bench.opts, bench.prepared
+    spec, model, measured = p.spec, p.model, p.dataset.labeled
+    return RunEnd(
+        inferences=accuracy.n,
+        top1=accuracy.top1 / accuracy.n if measured else spec.top1,
+        top5=accuracy.top5 / accuracy.n if measured else spec.top5,
+        accuracy_source="measured" if measured else "published",
+        batch_size=opts.batch_size, params=spec.params or model.count_params(),
+        macs=spec.macs or count_macs(model), weights=p.weights, duration_s=duration_s,
+        repeat=repeat, repeats=opts.repeats, published_top1=spec.top1,
+        idle_watts=bench.idle_watts, keras=keras.__version__, pid=os.getpid(),
     )  # fmt: skip
-    base_id = opts.run_id or default_run_id(spec.name)
-    ds = dataset.batches(opts.batch_size)
 
-    idle_watts = None
-    if opts.idle_s > 0:
-        idle_start = clock.wall_ns()
-        time.sleep(opts.idle_s)
-        idle_end = clock.wall_ns()
-        sampler.wait_past(idle_end)
-        idle = window_energy(store, idle_start, idle_end, host=sampler.host)
-        idle_watts = idle.total_joules / ((idle_end - idle_start) / 1e9)
 
-    for x, _ in _batches(ds.take(opts.warmup_batches), backend):
-        model.predict_on_batch(x)
-    warmup_end_ns = clock.wall_ns()
-
-    results = []
-    for repeat in range(1, opts.repeats + 1):
-        run_id = base_id if opts.repeats == 1 else f"{base_id}.{repeat}"
-        tags = RunTags(run_id, spec.name, backend, dataset.name, sampler.host)
-        accuracy = _Accuracy()
-        bar = tqdm(
-            total=dataset.size, unit="img", disable=not opts.progress, desc=run_id, leave=False
-        )
-        start_ns = write_event(
-            store, tags, "start", repeat=repeat, repeats=opts.repeats,
-            warmup_batches=opts.warmup_batches, warmup_end=format_time(warmup_end_ns),
-        )  # fmt: skip
-        try:
-            deadline = time.monotonic() + opts.min_duration_s
-            while True:
-                for x, y in _batches(ds, backend):
-                    scores = np.asarray(model.predict_on_batch(x))
-                    accuracy.add(scores, np.asarray(y))
-                    bar.update(len(scores))
-                    watts = sampler.watts()
-                    if watts is not None:
-                        bar.set_postfix(watts=f"{watts:.1f}", refresh=False)
-                if time.monotonic() >= deadline:
-                    break
-                bar.total += dataset.size
-        except BaseException as e:
-            reason = "interrupted (Ctrl-C)" if isinstance(e, KeyboardInterrupt) else _reason(e)
-            write_event(store, tags, "fail", reason=reason[:1000])
-            store.flush()
-            raise
-        finally:
-            bar.close()
-        end_ns = clock.wall_ns()
-        measured = dataset.labeled
-        top1 = accuracy.top1 / accuracy.n if measured else spec.top1
-        top5 = accuracy.top5 / accuracy.n if measured else spec.top5
-        write_event(
-            store, tags, "end", end_ns,
-            inferences=accuracy.n, top1=top1, top5=top5,
-            accuracy_source="measured" if measured else "published",
-            batch_size=opts.batch_size, params=spec.params or model.count_params(),
-            macs=spec.macs or count_macs(model), weights=weights,
-            duration_s=(end_ns - start_ns) / 1e9,
-            repeat=repeat, repeats=opts.repeats, published_top1=spec.top1,
-            idle_watts=idle_watts, keras=keras.__version__, pid=os.getpid(),
-        )  # fmt: skip
-        results.append(
-            RunResult(
-                run_id,
-                spec.name,
-                dataset.name,
-                backend,
-                weights,
-                opts.batch_size,
-                start_ns,
-                end_ns,
-                accuracy.n,
-                top1,
-                top5,
-                "measured" if measured else "published",
-                idle_watts=idle_watts,
-                notes=notes,
-            )
-        )
+def _note_short_windows(results: list[RunResult], sampler: Sampler, notes: list[str]) -> None:
+    """Note a window too short for a steady figure: fewer than MIN_SAMPLES power samples."""
     shortest = min(r.duration_s for r in results)
     interval = sampler.config["interval_s"]["power"]
     if shortest < MIN_SAMPLES * interval:
@@ -273,8 +282,3 @@ def run_benchmark(
             f"a window of {shortest:.2f} s spans fewer than {MIN_SAMPLES} power samples: "
             "raise --limit or the batch count for a steadier figure"
         )
-    store.flush()
-    sampler.wait_past(results[-1].end_ns)
-    for r in results:
-        r.energy = window_energy(store, r.start_ns, r.end_ns, host=sampler.host)
-    return results

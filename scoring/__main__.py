@@ -13,6 +13,7 @@ from exporters.errors import UsageError
 from exporters.stores import open_store
 from exporters.times import parse_time
 from exporters.window import DEFAULT_COUNTED, WindowEnergy, window_energy
+from scoring.figures import ALWAYS, FIGURES, TEXT, Figure
 from scoring.rankings import SCORES, compare, entries, ranking
 from scoring.runs import RunScore, load_runs, repeat_stats
 from scoring.service import ScoringService
@@ -103,43 +104,31 @@ def _num(value: object, fmt: str) -> str:
     return "-" if value is None else format(value, fmt)
 
 
-# The runs table after run, model, host and status: (header, width, value, format, always).
-# The others appear where some run has a value: no GPU columns on a machine without GPUs, no wall
-# column without a wall meter. `--json` has every figure.
-RUN_COLUMNS = (
-    ("images", 7, lambda r: r.inferences, "d", True),
-    ("img/s", 8, lambda r: r.images_per_s, ".1f", True),
-    ("joules", 10, lambda r: r.energy_j, ".2f", True),
-    ("uWh/inf", 10, lambda r: r.uwh_per_inference, ".4f", True),
-    ("top-1", 6, lambda r: r.top1, ".3f", True),
-    ("src", 4, lambda r: r.accuracy_source[:4], "", True),
-    ("composite", 9, lambda r: r.composite, ".3g", True),
-    ("avg W", 7, lambda r: r.avg_power_w, ".1f", False),
-    ("peak W", 7, lambda r: r.peak_power_w, ".1f", False),
-    ("GPU%", 5, lambda r: r.gpu_util_pct, ".0f", False),
-    ("GPUmem%", 7, lambda r: r.gpu_mem_used_pct, ".0f", False),
-    ("CPU%", 5, lambda r: r.cpu_util_pct, ".0f", False),
-    ("thrott", 6, lambda r: r.throttled_share, ".0%", False),
-    ("wall uWh", 10, lambda r: r.wall_uwh_per_inference, ".4f", False),
-)
+# The runs table: the figures with a CLI view, then the flags. Those shown SOME appear where some
+# run has a value: no GPU columns on a machine without GPUs, no wall column without a wall meter.
+# `--json` has every figure.
+RUN_COLUMNS = tuple(f for f in FIGURES if f.cli is not None)
 
 
 def _cell(value: object, width: int, spec: str) -> str:
     if isinstance(value, str):
-        return f"{value:{width}}"
+        return f"{value:{width}{spec}}"
     return f"{_num(value, spec):>{width}}"
 
 
+def _header(figure: Figure) -> str:
+    view = figure.cli
+    return f"{view.header:{view.width}}" if figure.unit == TEXT else f"{view.header:>{view.width}}"
+
+
 def runs_text(runs: list[RunScore], score: str, reference: str | None) -> str:
-    columns = [c for c in RUN_COLUMNS if c[4] or any(c[2](r) is not None for r in runs)]
-    head = " ".join(f"{h:{w}}" if h == "src" else f"{h:>{w}}" for h, w, *_ in columns)
-    lines = [f"{'run':30} {'model':20} {'host':12} {'status':8} {head}  flags"]
+    columns = [
+        f for f in RUN_COLUMNS if f.cli.show == ALWAYS or any(f.value(r) is not None for r in runs)
+    ]
+    lines = [" ".join(_header(f) for f in columns) + "  flags"]
     for r in runs:
-        cells = " ".join(_cell(value(r), width, spec) for _, width, value, spec, _ in columns)
-        lines.append(
-            f"{r.run_id[:30]:30} {r.model[:20]:20} {r.host[:12]:12} {r.status:8} {cells}  "
-            + "; ".join(r.flags + ([r.reason] if r.reason else []))
-        )
+        cells = " ".join(_cell(f.shown(r), f.cli.width, f.cli.fmt) for f in columns)
+        lines.append(f"{cells}  " + "; ".join(r.flags + ([r.reason] if r.reason else [])))
     stats = [s for s in repeat_stats(runs) if s.runs > 1]
     if stats:
         lines.append("\nrepeats (mean uWh per inference, spread = std/mean):")

@@ -9,7 +9,8 @@
   cross-machine table where there are several machines, the Pareto chart, and power over time
   for the newest finished runs. Every user string (run ids, models, hosts, flags) is escaped.
 - ``scores.csv``: one row per run, every column of :data:`COLUMNS` (the page's and the
-  CSV-only ones: GPU power, memory, wall energy, power per domain), raw numbers. Shares are
+  CSV-only ones: GPU power, memory, wall energy, power per domain; each figure's header, format
+  and page visibility are its report view in :mod:`scoring.figures`), raw numbers. Shares are
   fractions (``throttled`` 0.23), utilisations percentages (``GPU util %`` 87.5).
 - ``scores.json``: the runs (``RunScore.as_dict()``), rankings, cross-machine table and repeat
   statistics; infinities and NaN become ``null``.
@@ -23,16 +24,18 @@ import hashlib
 import html
 import json
 import math
+import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from exporters.errors import UsageError
+from exporters.domains import WALL
+from exporters.errors import UsageError, shown
 from exporters.stores.base import Store
+from scoring.figures import ALWAYS, FIGURES, NEVER, SOME, Figure
 from scoring.rankings import Comparison, Entry, compare, entries, ranking
 from scoring.runs import SPREAD_LIMIT, RepeatStats, RunScore, repeat_stats
-from scoring.stats import WALL
 
 MAX_POWER_CHARTS = 50
 
@@ -41,21 +44,27 @@ MAX_POWER_CHARTS = 50
 class Column:
     """A column of the runs table: its header, its raw value, how the page shows a number.
 
-    ``page``: "always", "some" (only where some run has a value: no GPU columns for a report
-    without GPUs) or "never" (in the CSV only). The CSV has every column, always."""
+    ``page``: :data:`~scoring.figures.ALWAYS`, :data:`~scoring.figures.SOME` (only where some
+    run has a value: no GPU columns for a report without GPUs) or :data:`~scoring.figures.NEVER`
+    (in the CSV only). The CSV has every column, always."""
 
     header: str
     value: Callable[[RunScore], object]
     spec: str = ""
-    page: str = "always"
+    page: str = ALWAYS
+
+    @classmethod
+    def of(cls, figure: Figure) -> Column:
+        """The column of a figure with a report view."""
+        view = figure.report
+        if not view.finished_only:
+            return cls(view.header, figure.shown, view.fmt, view.show)
+        return cls(view.header, lambda r: figure.shown(r) if r.status == "finished" else None,
+                   view.fmt, view.show)  # fmt: skip
 
 
 def _notes(r: RunScore) -> list[str]:
     return ([f"failed: {r.reason}"] if r.status == "failed" else []) + list(r.flags)
-
-
-def _throttle_reasons(r: RunScore) -> str:
-    return ", ".join(r.stats.throttle_reasons) if r.stats else ""
 
 
 def _domain_power(r: RunScore) -> str:
@@ -65,48 +74,16 @@ def _domain_power(r: RunScore) -> str:
         return ""
     parts = []
     for d in r.stats.power:
-        if d.counted or d.domain == WALL:
+        if d.counted or d.role == WALL:
             avg, peak = _text(d.avg_w, ".1f") or "-", _text(d.peak_w, ".1f") or "-"
             parts.append(f"{d.source}:{d.domain} {avg}/{peak} W")
     return "; ".join(parts)
 
 
+# The runs table and scores.csv: every figure with a report view, then power by domain and notes.
 COLUMNS: tuple[Column, ...] = (
-    Column("run id", lambda r: r.run_id),
-    Column("model", lambda r: r.model),
-    Column("host", lambda r: r.host),
-    Column("dataset", lambda r: r.dataset),
-    Column("status", lambda r: r.status),
-    Column("images", lambda r: r.inferences if r.status == "finished" else None, "d"),
-    Column("seconds", lambda r: r.duration_s, ".2f"),
-    Column("images/s", lambda r: r.images_per_s if r.status == "finished" else None, ".1f"),
-    Column("joules", lambda r: r.energy_j, ".3f"),
-    Column("estimated", lambda r: r.estimated),
-    Column("uWh/inference", lambda r: r.uwh_per_inference, ".4g"),
-    Column("top-1", lambda r: r.top1, ".2%"),
-    Column("top-1 source", lambda r: r.accuracy_source),
-    Column("composite", lambda r: r.composite, ".2f"),
-    Column("net composite", lambda r: r.net_composite, ".2f"),
-    Column("Canziani", lambda r: r.canziani, ".2f"),
-    Column("NetScore", lambda r: r.netscore, ".2f"),
-    Column("coverage", lambda r: r.coverage, ".1%"),
-    Column("Wh", lambda r: r.energy_wh, ".4g", "never"),
-    Column("avg W", lambda r: r.avg_power_w, ".1f", "some"),
-    Column("peak W", lambda r: r.peak_power_w, ".1f", "some"),
-    Column("GPU W", lambda r: r.gpu_power_w, ".1f", "never"),
-    Column("GPU util %", lambda r: r.gpu_util_pct, ".1f", "some"),
-    Column("GPU mem util %", lambda r: r.gpu_mem_util_pct, ".1f", "never"),
-    Column("GPU mem used %", lambda r: r.gpu_mem_used_pct, ".1f", "some"),
-    Column("GPU mem used bytes", lambda r: r.gpu_mem_used_bytes, ".4g", "never"),
-    Column("CPU util %", lambda r: r.cpu_util_pct, ".1f", "some"),
-    Column("throttled", lambda r: r.throttled_share, ".0%", "some"),
-    Column("throttle reasons", _throttle_reasons, "", "never"),
-    Column("wall joules", lambda r: r.wall_energy_j, ".3f", "never"),
-    Column("wall coverage", lambda r: r.wall_coverage, ".1%", "never"),
-    Column("wall W", lambda r: r.wall_power_w, ".1f", "some"),
-    Column("wall uWh/inference", lambda r: r.wall_uwh_per_inference, ".4g", "some"),
-    Column("wall composite", lambda r: r.wall_composite, ".2f", "some"),
-    Column("power by domain", _domain_power, "", "never"),
+    *(Column.of(f) for f in FIGURES if f.report is not None),
+    Column("power by domain", _domain_power, "", NEVER),
     Column("flags", lambda r: "; ".join(_notes(r))),
 )
 
@@ -116,7 +93,7 @@ def page_columns(runs: Sequence[RunScore]) -> list[Column]:
     return [
         c
         for c in COLUMNS
-        if c.page == "always" or (c.page == "some" and any(c.value(r) is not None for r in runs))
+        if c.page == ALWAYS or (c.page == SOME and any(c.value(r) is not None for r in runs))
     ]
 
 
@@ -348,7 +325,7 @@ def _power_section(store: Store, runs: list[RunScore], limit: int) -> tuple[str,
             f"{_e(r.run_id)}: {_e(r.model)} on {_e(r.host)} ({_e(r.dataset)}), "
             f"{_e(joules)} J over {r.duration_s:.2f} s; the run's window is shaded"
         )
-        png = charts.power_chart(store, r)
+        png = charts.power_chart(r, charts.run_samples(store, r))
         if png is None:
             parts.append(f"<figure><figcaption>{caption}: no power samples.</figcaption></figure>")
             continue
@@ -356,6 +333,23 @@ def _power_section(store: Store, runs: list[RunScore], limit: int) -> tuple[str,
         alt = f"power over time of run {r.run_id}"
         parts.append(f"<figure>{_img(png, alt)}<figcaption>{caption}</figcaption></figure>")
     return "".join(parts) or "<p>No finished runs.</p>", images
+
+
+def _out_dir(out_dir: Path) -> Path:
+    """``out_dir``, made where missing; :class:`UsageError` where it is not a directory the
+    report can be written into (a file, a place that is not writable, a bad name)."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        writable = os.access(out_dir, os.W_OK | os.X_OK)
+    except FileExistsError:
+        problem = "is a file, not a directory"
+    except (OSError, ValueError) as e:
+        problem = f"cannot be made ({getattr(e, 'strerror', None) or e})"
+    else:
+        if writable:
+            return out_dir
+        problem = "is not writable"
+    raise UsageError(f"--out {shown(str(out_dir))} {problem}: give a directory you can write into")
 
 
 def write_report(
@@ -372,8 +366,7 @@ def write_report(
     finished runs; the cross-machine table is relative to ``reference_host`` (default: the
     first host by name). Raises :class:`UsageError` for a reference host with no scored runs."""
     charts = _charts()
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = _out_dir(Path(out_dir))
     items = entries(runs)
     hosts = sorted({e.host for e in items})
     reference = _reference(hosts, reference_host)

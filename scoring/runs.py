@@ -1,13 +1,14 @@
 """Per-run results from the store: each run's window, energy, accuracy and every score.
 
-A run is the ``run`` events that share a ``run_id``: ``start`` then ``end`` (finished) or
-``fail`` (never scored). Its window is ``[start, end]``; its energy is the total of the counted
-domains there (:mod:`exporters.window`), gross and, where the run measured an idle baseline,
-net of idle power. Everything the scores need (inferences, accuracy, parameters, MACs) comes
-from the run's own ``end`` event, never from the benchmark's registry. Beside the energy, each
-scored run carries its window's statistics (:mod:`scoring.stats`: power, GPU and CPU use,
-throttling) and the wall energy where a ``wall`` domain was measured; the score can be computed
-on either: the components (the counted domains; the default) or the wall.
+A run is the ``run`` events (:mod:`scoring.events`) that share a ``run_id``: ``start`` then
+``end`` (finished) or ``fail`` (never scored). Its window is ``[start, end]``; its energy is the
+total of the counted domains there (:mod:`exporters.window`), gross and, where the run measured
+an idle baseline, net of idle power. Everything the scores need (inferences, accuracy,
+parameters, MACs) comes from the run's own ``end`` event, never from the benchmark's registry.
+Beside the energy, each scored run carries its window's statistics (:mod:`scoring.stats`: power,
+GPU and CPU use, throttling) and the wall energy where a ``wall`` domain was measured; the score
+can be computed on either: the components (the counted domains; the default) or the wall. Every
+figure of a run is defined once, in :mod:`scoring.figures`.
 """
 
 from __future__ import annotations
@@ -17,31 +18,26 @@ import statistics
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from exporters.schema import RUN, Point
 from exporters.stores.base import Store
-from exporters.window import DEFAULT_COUNTED, DomainEnergy, window_energy
-from scoring.scores import canziani, composite, netscore, uwh_per_inference
+from exporters.window import DEFAULT_COUNTED, DomainEnergy, WindowEnergy, energy_of, read_energy
+from scoring.events import RunEnd, RunFail, RunStart, RunTags, parse_event
+from scoring.figures import DERIVED, figures_from, with_figures
 from scoring.stats import RunStats, run_stats
 
 SPREAD_LIMIT = 0.05  # repeats of one model on one machine whose spread exceeds this are flagged
-
-# RunScore's properties that as_dict() adds to its fields (and the RunStats figures).
-DERIVED = (
-    "duration_s", "images_per_s", "energy_wh", "net_energy_j", "uwh_per_inference",
-    "net_uwh_per_inference", "composite", "net_composite", "canziani", "netscore",
-    "wall_uwh_per_inference", "wall_composite",
-)  # fmt: skip
+R = TypeVar("R", bound="RunScore")
 
 
-def _stat(name: str) -> property:
-    """A figure of the run's :class:`RunStats` (None before the run is scored)."""
-    return property(lambda self: None if self.stats is None else getattr(self.stats, name))
-
-
+@with_figures
 @dataclass
 class RunScore:
-    """One run: what it ran, its window, its energy and its scores."""
+    """One run: what it ran, its window, its energy and its scores.
+
+    Its figures beside these fields (``duration_s``, ``uwh_per_inference``, ``composite``, the
+    window's statistics, ...) are properties defined in :data:`scoring.figures.FIGURES`."""
 
     run_id: str
     model: str
@@ -68,135 +64,73 @@ class RunScore:
     flags: list[str] = field(default_factory=list)
     stats: RunStats | None = None
 
-    avg_power_w = _stat("avg_power_w")
-    peak_power_w = _stat("peak_power_w")
-    gpu_power_w = _stat("gpu_power_w")
-    gpu_util_pct = _stat("gpu_util_pct")
-    gpu_mem_util_pct = _stat("gpu_mem_util_pct")
-    gpu_mem_used_bytes = _stat("gpu_mem_used_bytes")
-    gpu_mem_used_pct = _stat("gpu_mem_used_pct")
-    cpu_util_pct = _stat("cpu_util_pct")
-    throttled_share = _stat("throttled_share")
-    wall_energy_j = _stat("wall_energy_j")
-    wall_coverage = _stat("wall_coverage")
-    wall_power_w = _stat("wall_power_w")
-    wall_peak_w = _stat("wall_peak_w")
-
-    @property
-    def duration_s(self) -> float | None:
-        return None if self.end_ns is None else (self.end_ns - self.start_ns) / 1e9
-
-    @property
-    def energy_wh(self) -> float | None:
-        return None if self.energy_j is None else self.energy_j / 3600
-
-    @property
-    def images_per_s(self) -> float | None:
-        d = self.duration_s
-        return self.inferences / d if d else None
-
-    @property
-    def net_energy_j(self) -> float | None:
-        if self.energy_j is None or self.idle_w is None or self.duration_s is None:
-            return None
-        return self.energy_j - self.idle_w * self.duration_s
-
-    def _per_inference(self, joules: float | None) -> float | None:
-        if joules is None or not self.inferences:
-            return None
-        return uwh_per_inference(joules, self.inferences)
-
-    @property
-    def uwh_per_inference(self) -> float | None:
-        return self._per_inference(self.energy_j)
-
-    @property
-    def net_uwh_per_inference(self) -> float | None:
-        return self._per_inference(self.net_energy_j)
-
-    @property
-    def wall_uwh_per_inference(self) -> float | None:
-        return self._per_inference(self.wall_energy_j)
-
-    @property
-    def composite(self) -> float | None:
-        uwh = self.uwh_per_inference
-        return composite(self.top1, uwh) if uwh is not None and self.top1 is not None else None
-
-    @property
-    def wall_composite(self) -> float | None:
-        """The composite score on the energy at the wall instead of the components'."""
-        uwh = self.wall_uwh_per_inference
-        return composite(self.top1, uwh) if uwh is not None and self.top1 is not None else None
-
-    @property
-    def net_composite(self) -> float | None:
-        uwh = self.net_uwh_per_inference
-        if uwh is None or self.top1 is None or uwh <= 0:
-            return None
-        return composite(self.top1, uwh)
-
-    @property
-    def canziani(self) -> float | None:
-        return canziani(self.top1, self.params) if self.top1 and self.params else None
-
-    @property
-    def netscore(self) -> float | None:
-        if not (self.top1 and self.params and self.macs):
-            return None
-        return netscore(self.top1, self.params, self.macs)
-
     def as_dict(self) -> dict:
+        """Its fields, its derived figures, its window's statistics, then its domains."""
         out = {k: v for k, v in vars(self).items() if k not in ("domains", "stats")}
-        for name in DERIVED:
-            out[name] = getattr(self, name)
+        out.update((f.name, f.value(self)) for f in figures_from(DERIVED))
         out.update((self.stats or RunStats()).to_dict())
         out["domains"] = [vars(d) | {} for d in self.domains]
         return out
 
+    @classmethod
+    def started(cls: type[R], tags: RunTags, start_ns: int, **more: object) -> R:
+        """The run whose ``start`` event, at ``start_ns``, has these tags: running until its
+        ``end`` or ``fail``. ``more``: a subclass's fields."""
+        return cls(run_id=tags.run_id, model=tags.model, host=tags.host, backend=tags.backend,
+                   dataset=tags.dataset, status="running", start_ns=start_ns, **more)  # fmt: skip
 
-def _number(fields: dict, key: str) -> float | None:
-    value = fields.get(key)
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+    def finish(self, end: RunEnd, end_ns: int) -> None:
+        """Take what the run's ``end`` event says: it finished, and what it computed."""
+        self.status, self.end_ns = "finished", end_ns
+        self.inferences = end.inferences or 0
+        self.top1, self.top5 = end.top1, end.top5
+        self.accuracy_source = end.accuracy_source or ""
+        self.params, self.macs = end.params, end.macs
+        self.weights = end.weights or ""
+        self.batch_size = end.batch_size
+        self.idle_w = end.idle_watts
+
+    def set_energy(self, energy: WindowEnergy) -> None:
+        """Take its window's energy: the domains, and the counted total where known."""
+        self.domains = energy.domains
+        if energy.counted and energy.coverage > 0:
+            self.energy_j, self.coverage, self.estimated = (
+                energy.total_joules, energy.coverage, energy.estimated
+            )  # fmt: skip
+
+
+def _run_of(points: list[Point]) -> RunScore | None:
+    """One run from its events, oldest first: the latest ``start``, then the first ``end`` or
+    ``fail`` after it (None without a ``start``)."""
+    events = [(p, parse_event(p.fields)) for p in points]
+    starts = [p for p, event in events if isinstance(event, RunStart)]
+    if not starts:
+        return None
+    start = starts[-1]
+    run = RunScore.started(RunTags.of(start.tags), start.time_ns)
+    for p, event in events:
+        if p.time_ns < start.time_ns:
+            continue
+        if isinstance(event, RunFail):
+            run.status, run.end_ns, run.reason = "failed", p.time_ns, event.reason or ""
+            break
+        if isinstance(event, RunEnd):
+            run.finish(event, p.time_ns)
+            break
+    return run
 
 
 def runs_from_events(events: Iterable[Point]) -> list[RunScore]:
-    """Pair each run's events; the latest ``end`` or ``fail`` decides its status."""
+    """Pair each run's events; the first ``end`` or ``fail`` after its latest ``start``
+    decides its status."""
     by_run: dict[str, list[Point]] = defaultdict(list)
     for p in events:
         by_run[p.tags.get("run_id", "")].append(p)
     runs = []
-    for run_id, points in by_run.items():
-        points.sort(key=lambda p: p.time_ns)
-        starts = [p for p in points if p.fields.get("event") == "start"]
-        if not starts:
-            continue
-        start = starts[-1]
-        tags = start.tags
-        run = RunScore(
-            run_id=run_id, model=tags.get("model", ""), host=tags.get("host", ""),
-            backend=tags.get("backend", ""), dataset=tags.get("dataset", ""),
-            status="running", start_ns=start.time_ns,
-        )  # fmt: skip
-        for p in points:
-            if p.time_ns < start.time_ns or p.fields.get("event") not in ("end", "fail"):
-                continue
-            f = p.fields
-            run.end_ns = p.time_ns
-            if f["event"] == "fail":
-                run.status, run.reason = "failed", str(f.get("reason", ""))
-                break
-            run.status = "finished"
-            run.inferences = int(_number(f, "inferences") or 0)
-            run.top1, run.top5 = _number(f, "top1"), _number(f, "top5")
-            run.accuracy_source = str(f.get("accuracy_source", ""))
-            run.params, run.macs = _number(f, "params"), _number(f, "macs")
-            run.weights = str(f.get("weights", ""))
-            bs = _number(f, "batch_size")
-            run.batch_size = int(bs) if bs is not None else None
-            run.idle_w = _number(f, "idle_watts")
-            break
-        runs.append(run)
+    for points in by_run.values():
+        run = _run_of(sorted(points, key=lambda p: p.time_ns))
+        if run is not None:
+            runs.append(run)
     runs.sort(key=lambda r: (r.start_ns, r.run_id))
     return runs
 
@@ -205,13 +139,10 @@ def score_run(store: Store, run: RunScore, counted: Sequence[str] = DEFAULT_COUN
     """Fill in the energy of a finished run's window, its coverage and its flags."""
     if run.status != "finished" or run.end_ns is None or run.end_ns <= run.start_ns:
         return run
-    energy = window_energy(store, run.start_ns, run.end_ns, host=run.host, counted=counted)
-    run.domains = energy.domains
-    if energy.counted and energy.coverage > 0:
-        run.energy_j, run.coverage, run.estimated = (
-            energy.total_joules, energy.coverage, energy.estimated
-        )  # fmt: skip
-    run.stats = run_stats(store, run.host, energy)
+    samples = read_energy(store, run.start_ns, run.end_ns, host=run.host)  # read once, for both
+    energy = energy_of(samples, counted)
+    run.set_energy(energy)
+    run.stats = run_stats(store, run.host, energy, samples)
     run.flags = _flags(run, energy.counted)
     return run
 

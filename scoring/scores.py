@@ -2,6 +2,7 @@
 
 For a run with ``n`` inferences, top-1 accuracy ``a`` (a fraction) and energy ``E`` joules:
 
+- energy in watt-hours: ``E / 3600``;
 - energy per inference in microwatt-hours: ``E / 3.6e-3 / n`` (1 uWh = 3.6e-3 J);
 - composite score (the reference paper's): ``a**2 / (energy per inference in mWh)``:
   MobileNetV3 Small on an A100, ``0.681**2 / 0.009 = 51.5``;
@@ -17,6 +18,12 @@ from __future__ import annotations
 import math
 
 JOULES_PER_UWH = 3.6e-3
+JOULES_PER_WH = 3600
+
+
+def watt_hours(joules: float) -> float:
+    """Energy in watt-hours."""
+    return joules / JOULES_PER_WH
 
 
 def uwh_per_inference(joules: float, inferences: int) -> float:

@@ -7,16 +7,14 @@ coverage and flagged. The ``score`` point is stamped at the run's end, so scorin
 (two services, or a restart mid-pass) rewrites the same point in InfluxDB, and readers keep one
 score per run in any store.
 
-Besides energy and scores, the point carries the run's statistics (:mod:`scoring.stats`), every
-number a float so that InfluxDB's field types never change: ``energy_wh``, ``avg_power_w``,
-``peak_power_w``, ``gpu_power_w``, ``gpu_util_pct``, ``gpu_mem_util_pct``,
-``gpu_mem_used_bytes``, ``gpu_mem_used_pct``, ``cpu_util_pct``, ``throttled_share`` (0 to 1)
-with ``throttle_reasons`` (text), the wall figures ``wall_energy_j``, ``wall_coverage``,
-``wall_power_w``, ``wall_peak_w``, ``wall_uwh_per_inference`` and ``wall_composite``, and two
-compact JSON strings: ``domain_power`` (``{"source:domain": {"avg_w", "peak_w", "counted"}}``)
-and ``gpu_stats`` (``{"gpu index": {"util_pct", "mem_util_pct", "mem_used_bytes",
-"mem_used_pct", "throttled_share", "throttle"}}``). A figure without a value (no GPU, no wall
-meter) is left out; so are infinities (a zero-energy composite), which InfluxDB cannot store.
+Which figures the point carries, and under which names (``accuracy`` for top-1), is each
+figure's ``point`` in :data:`scoring.figures.FIGURES`: energy, the scores, and the run's
+statistics (:mod:`scoring.stats`; each a float, so that InfluxDB's field types never change),
+with ``throttle_reasons`` and ``flags`` as text. Beside them, two compact JSON strings:
+``domain_power`` (``{"source:domain": {"avg_w", "peak_w", "counted"}}``) and ``gpu_stats``
+(``{"gpu index": {"util_pct", "mem_util_pct", "mem_used_bytes", "mem_used_pct",
+"throttled_share", "throttle"}}``). A figure without a value (no GPU, no wall meter) is left
+out; so are infinities (a zero-energy composite), which InfluxDB cannot store.
 """
 
 from __future__ import annotations
@@ -30,45 +28,23 @@ from exporters import clock
 from exporters.schema import RUN, SCORE, FieldValue, Point
 from exporters.stores.base import Store
 from exporters.window import DEFAULT_COUNTED
+from scoring.figures import FIGURES
 from scoring.runs import RunScore, runs_from_events, score_run
 
 log = logging.getLogger(__name__)
 
 
 def score_point(run: RunScore) -> Point:
-    """The ``score`` point of a scored run (fields without a value are left out)."""
+    """The ``score`` point of a scored run: every figure that :data:`~scoring.figures.FIGURES`
+    gives a point field, and the JSON of its domains' power and its GPUs (fields without a
+    value, and infinities, are left out)."""
     fields: dict[str, FieldValue | None] = {
-        "energy_j": run.energy_j,
-        "uwh_per_inference": run.uwh_per_inference,
-        "accuracy": run.top1,
-        "accuracy_source": run.accuracy_source,
-        "composite": run.composite,
-        "canziani": run.canziani,
-        "netscore": run.netscore,
-        "idle_w": run.idle_w,
-        "net_energy_j": run.net_energy_j,
-        "net_composite": run.net_composite,
-        "coverage": run.coverage,
-        "estimated": run.estimated,
-        "inferences": run.inferences,
-        "duration_s": run.duration_s,
-        "images_per_s": run.images_per_s,
-        "flags": "; ".join(run.flags),
-        "energy_wh": run.energy_wh,
-        "wall_uwh_per_inference": run.wall_uwh_per_inference,
-        "wall_composite": run.wall_composite,
+        f.point_field: f.shown(run) for f in FIGURES if f.point_field is not None
     }
-    stats = run.stats
-    if stats is not None:
-        figures = stats.figures()
-        reasons = figures.pop("throttle_reasons")
-        fields.update(figures)
-        if stats.throttled_share is not None:
-            fields["throttle_reasons"] = ", ".join(reasons)
-        if stats.power:
-            fields["domain_power"] = stats.domain_power_json()
-        if stats.gpus:
-            fields["gpu_stats"] = stats.gpu_stats_json()
+    if run.stats is not None and run.stats.power:
+        fields["domain_power"] = run.stats.domain_power_json()
+    if run.stats is not None and run.stats.gpus:
+        fields["gpu_stats"] = run.stats.gpu_stats_json()
     tags = {"run_id": run.run_id, "model": run.model, "host": run.host}
     values = {
         k: v

@@ -7,17 +7,20 @@ For a run's host and window ``[start, end]`` (samples at the edges included):
   ``joules / duration``); ``peak_w`` is the largest stored ``watts`` sample in the window.
 - **total power**: ``avg_power_w`` is the sum of the counted domains' averages (with full coverage,
   the run's energy over its duration); ``peak_power_w`` the peak of their sum, each domain's
-  ``watts`` interpolated at every sample time of the others. ``gpu_power_w``: the counted ``gpu*``
-  domains' average (the paper's "avg GPU power").
+  ``watts`` interpolated at every sample time of the others. ``gpu_power_w``: the counted GPU
+  domains' average (role ``gpu``: the paper's "avg GPU power").
 - **GPU use** (``gpu`` measurement): the mean of ``util_pct``, ``mem_util_pct`` (the memory
   controller's busy time), ``mem_used_bytes`` and ``mem_used_pct`` (used over total memory: the
   paper's "GPU memory usage") over each GPU's samples, then over the GPUs.
 - **CPU use**: the mean ``usage_pct`` of the ``cpu="total"`` series.
 - **throttling**: per GPU, the share of its samples with ``throttled`` = 1 (power cap, power brake,
-  thermal or hardware slowdown: :data:`exporters.sources.nvml.THROTTLED`) and the reasons seen
-  in them; ``throttled_share`` is the largest share over the GPUs.
-- **wall**: domains named ``wall`` (a system-level reading, e.g. IPMI's, never counted: the wall
+  thermal or hardware slowdown: :data:`exporters.schema.THROTTLED`) and the reasons seen in
+  them; ``throttled_share`` is the largest share over the GPUs.
+- **wall**: domains of role ``wall`` (a system-level reading, e.g. IPMI's, not counted: the wall
   contains every component) give ``wall_energy_j``, its coverage, average and peak watts.
+
+Domain roles come from the run's :class:`~exporters.window.WindowEnergy`, the watts from its
+:class:`~exporters.window.EnergySamples` (read once for both).
 
 Every figure is None where the store holds nothing to compute it from.
 """
@@ -26,17 +29,16 @@ from __future__ import annotations
 
 import json
 import statistics
-from bisect import bisect_left, bisect_right
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
-from exporters.schema import CPU, ENERGY, GPU
-from exporters.sources.nvml import THROTTLED, throttle_labels
+from exporters import domains
+from exporters.schema import CPU, GPU, THROTTLED, throttle_labels
 from exporters.stores.base import Columns, Store
-from exporters.window import MARGIN_NS, WindowEnergy
+from exporters.window import EnergySamples, WindowEnergy, in_window, interpolate
+from scoring.figures import STATS, figures_from
 
-WALL = "wall"
 GPU_FIELDS = ("util_pct", "mem_util_pct", "mem_used_bytes", "mem_total_bytes", "throttled",
               "clock_event_reasons")  # fmt: skip
 
@@ -47,6 +49,7 @@ class DomainPower:
 
     source: str
     domain: str
+    role: str  # the domain's role (exporters.domains)
     counted: bool
     avg_w: float | None
     peak_w: float | None
@@ -99,11 +102,11 @@ class RunStats:
 
     @property
     def gpu_power_w(self) -> float | None:
-        return self._avg(lambda d: d.counted and d.domain.startswith("gpu"))
+        return self._avg(lambda d: d.role == domains.GPU)
 
     @property
     def wall_power_w(self) -> float | None:
-        return self._avg(lambda d: d.domain == WALL and not d.counted)
+        return self._avg(lambda d: d.role == domains.WALL)
 
     @property
     def gpu_util_pct(self) -> float | None:
@@ -152,8 +155,9 @@ class RunStats:
         return flags
 
     def figures(self) -> dict[str, float | list[str] | None]:
-        """The run-level figures by name (what runs, the report and score points show)."""
-        return {name: getattr(self, name) for name in FIGURES}
+        """The run-level figures by name: those of :data:`scoring.figures.FIGURES` whose origin
+        is these statistics."""
+        return {f.name: getattr(self, f.name) for f in figures_from(STATS)}
 
     def to_dict(self) -> dict:
         gpus = [asdict(g) | {"throttle_labels": g.throttle_labels} for g in self.gpus]
@@ -175,28 +179,6 @@ class RunStats:
         return json.dumps(doc, separators=(",", ":"), sort_keys=True)
 
 
-FIGURES = (
-    "avg_power_w", "peak_power_w", "gpu_power_w", "gpu_util_pct", "gpu_mem_util_pct",
-    "gpu_mem_used_bytes", "gpu_mem_used_pct", "cpu_util_pct", "throttled_share", "throttle_reasons",
-    "wall_energy_j", "wall_coverage", "wall_power_w", "wall_peak_w",
-)  # fmt: skip
-
-
-def _in_window(times: Sequence[int], start_ns: int, end_ns: int) -> slice:
-    return slice(bisect_left(times, start_ns), bisect_right(times, end_ns))
-
-
-def _interp(times: Sequence[int], values: Sequence[float], t: int) -> float | None:
-    """``values`` linearly interpolated at ``t``; None outside the samples' span."""
-    if not times or t < times[0] or t > times[-1]:
-        return None
-    i = bisect_left(times, t)
-    if times[i] == t:
-        return values[i]
-    t0, t1, v0, v1 = times[i - 1], times[i], values[i - 1], values[i]
-    return v0 + (v1 - v0) * (t - t0) / (t1 - t0)
-
-
 def peak_of_sum(
     series: Sequence[tuple[list[int], list[float]]], start_ns: int, end_ns: int
 ) -> float | None:
@@ -204,23 +186,14 @@ def peak_of_sum(
     series interpolated at the others' times; a time outside one series' span is skipped)."""
     if not series or any(not times for times, _ in series):
         return None
-    moments = sorted({t for times, _ in series for t in times[_in_window(times, start_ns, end_ns)]})
+    moments = sorted({t for times, _ in series for t in times[in_window(times, start_ns, end_ns)]})
     best = None
     for t in moments:
-        values = [_interp(times, watts, t) for times, watts in series]
+        values = [interpolate(times, watts, t) for times, watts in series]
         if all(v is not None for v in values):
             total = sum(values)
             best = total if best is None else max(best, total)
     return best
-
-
-def _watts(columns: list[Columns]) -> dict[tuple[str, str], tuple[list[int], list[float]]]:
-    out = {}
-    for c in columns:
-        times, values = c.column("watts")
-        key = (c.tags.get("source", ""), c.tags.get("domain", ""))
-        out[key] = (times, [float(v) for v in values])
-    return out
 
 
 def _gpu_stats(columns: list[Columns], start_ns: int, end_ns: int) -> list[GpuStats]:
@@ -234,7 +207,7 @@ def _gpu_stats(columns: list[Columns], start_ns: int, end_ns: int) -> list[GpuSt
         reasons = 0
         samples = 0
         for c in group:
-            window = _in_window(c.times, start_ns, end_ns)
+            window = in_window(c.times, start_ns, end_ns)
             samples += len(c.times[window])
             for f in GPU_FIELDS:
                 values[f] += [float(v) for v in c.values.get(f, [])[window] if v is not None]
@@ -265,33 +238,36 @@ def _gpu_stats(columns: list[Columns], start_ns: int, end_ns: int) -> list[GpuSt
     return [g for g in out if g.samples]
 
 
-def run_stats(store: Store, host: str, energy: WindowEnergy) -> RunStats:
-    """The statistics of ``host`` over ``energy``'s window, whose domains give the joules."""
+def run_stats(store: Store, host: str, energy: WindowEnergy, samples: EnergySamples) -> RunStats:
+    """The statistics of ``host`` over ``energy``'s window, whose domains give the joules and
+    roles; ``samples`` (:func:`~exporters.window.read_energy`) are what ``energy`` was computed
+    from, and give the watts."""
     start, end = energy.start_ns, energy.end_ns
     seconds = (end - start) / 1e9
-    host_tags = {"host": host}
-    watts = _watts(store.read_columns(ENERGY, start - MARGIN_NS, end + MARGIN_NS,
-                                      tags=host_tags, fields=("watts",)))  # fmt: skip
+    watts = samples.watts()
+    none: tuple[list[int], list[float]] = ([], [])
     power = []
     for d in energy.domains:
-        times, values = watts.get((d.source, d.domain), ([], []))
-        inside = values[_in_window(times, start, end)]
+        times, values = watts.get((d.host, d.source, d.domain), none)
+        inside = values[in_window(times, start, end)]
         covered_s = d.coverage * seconds
         power.append(
             DomainPower(
                 source=d.source,
                 domain=d.domain,
+                role=d.role,
                 counted=d.counted,
                 avg_w=d.joules / covered_s if covered_s > 0 else None,
                 peak_w=max(inside) if inside else None,
                 samples=len(inside),
             )
         )
-    counted = [watts.get((d.source, d.domain), ([], [])) for d in energy.counted]
-    walls = [d for d in energy.domains if d.domain == WALL and not d.counted]
-    wall_series = [watts.get((d.source, d.domain), ([], [])) for d in walls]
+    counted = [watts.get((d.host, d.source, d.domain), none) for d in energy.counted]
+    walls = [d for d in energy.domains if d.role == domains.WALL]
+    wall_series = [watts.get((d.host, d.source, d.domain), none) for d in walls]
     wall_known = [d for d in walls if d.coverage > 0]
 
+    host_tags = {"host": host}
     gpus = _gpu_stats(store.read_columns(GPU, start, end, tags=host_tags, fields=GPU_FIELDS),
                       start, end)  # fmt: skip
     cpu = store.read_columns(CPU, start, end, tags={**host_tags, "cpu": "total"},

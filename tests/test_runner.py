@@ -12,16 +12,23 @@ import numpy as np
 import pytest
 from rapl_writer import ProfileWriter, make_tree
 
-from benchmark.records import RunTags, read_events, write_event
-from benchmark.runner import RunOptions, run_benchmark
+from benchmark.records import RunEnd, RunTags, read_events, write_event
+from benchmark.runner import RunOptions, RunResult, run_benchmark
 from benchmark.sampling import Sampler
 from exporters.config import load_config
 from exporters.stores.sqlite import SQLiteStore
 from exporters.times import parse_time
+from exporters.window import WindowEnergy
+from scoring.runs import load_runs
 
 tf = pytest.importorskip("tensorflow")
 
 WRAPS = {"package-0": 262_143.0}
+SUMMARY_KEYS = [
+    "run_id", "model", "dataset", "backend", "weights", "batch_size", "start", "end", "images",
+    "seconds", "images_per_s", "top1", "top5", "accuracy_source", "joules", "uwh_per_inference",
+    "composite", "estimated", "coverage", "idle_watts", "net_joules", "notes",
+]  # fmt: skip
 
 
 @pytest.fixture
@@ -42,6 +49,7 @@ def run(store, **options):
         return run_benchmark(RunOptions(progress=False, **options), store, sampler)
 
 
+@pytest.mark.timing
 def test_random_weights_on_synthetic_images(tmp_path, machine) -> None:
     with SQLiteStore(tmp_path / "b.db") as store:
         (result,) = run(
@@ -49,6 +57,8 @@ def test_random_weights_on_synthetic_images(tmp_path, machine) -> None:
             weights="random", run_id="syn",
         )  # fmt: skip
         events = read_events(store, "syn")
+        samples = store.read("energy", 0, 2**62, tags={"domain": "package-0"})
+        (scored,) = load_runs(store)  # what scoring makes of the same events and samples
     start, end = events
     assert [e.fields["event"] for e in events] == ["start", "end"]
     assert start.tags == {
@@ -61,12 +71,19 @@ def test_random_weights_on_synthetic_images(tmp_path, machine) -> None:
     assert end.fields["params"] == 2_554_968 and end.fields["macs"] > 5e7
     assert end.fields["duration_s"] == pytest.approx((end.time_ns - start.time_ns) / 1e9)
     summary = result.summary()
-    assert summary["joules"] == pytest.approx(30.0 * result.duration_s, rel=0.02)
+    read = machine.window_joules("package-0", samples, result.start_ns, result.end_ns)
+    assert summary["joules"] == pytest.approx(read, rel=1e-9)  # what the counters read
     assert summary["composite"] == pytest.approx(0.681**2 / (summary["uwh_per_inference"] / 1000))
+    assert list(summary) == SUMMARY_KEYS
+    for key, figure in (("joules", "energy_j"), ("uwh_per_inference", "uwh_per_inference"),
+                        ("composite", "composite"), ("seconds", "duration_s"),
+                        ("images", "inferences"), ("top1", "top1")):  # fmt: skip
+        assert summary[key] == pytest.approx(getattr(scored, figure), rel=1e-9), key
+    assert (scored.params, scored.weights, scored.status) == (2_554_968, "random", "finished")
 
 
 def test_class_folders_measure_accuracy_with_known_labels(tmp_path, machine) -> None:
-    from benchmark.datasets import imagenet_wnids
+    from benchmark.ilsvrc import imagenet_wnids
 
     wnids = imagenet_wnids()
     for index in (0, 500, 999):
@@ -89,7 +106,7 @@ def test_class_folders_measure_accuracy_with_known_labels(tmp_path, machine) -> 
 
 
 def test_a_run_that_breaks_leaves_a_fail_event_and_no_end(tmp_path, machine) -> None:
-    from benchmark.datasets import imagenet_wnids
+    from benchmark.ilsvrc import imagenet_wnids
 
     folder = tmp_path / "val" / imagenet_wnids()[1]
     folder.mkdir(parents=True)
@@ -116,6 +133,7 @@ def test_repeats_are_separate_windows(tmp_path, machine) -> None:
     assert all(r.energy.total_joules > 0 for r in results)
 
 
+@pytest.mark.timing
 def test_digits_end_to_end_through_the_command_line(tmp_path, machine) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "benchmark", "run", "--model", "digits_cnn", "--limit", "2000",
@@ -157,3 +175,15 @@ def test_min_duration_goes_over_the_data_again(tmp_path, machine) -> None:
     assert result.duration_s >= 1.5
     assert result.inferences % 450 == 0 and result.inferences >= 900
     assert result.top1 > 0.9
+
+
+def test_a_pass_without_energy_samples_has_no_energy_figures() -> None:
+    result = RunResult.started(RunTags("r", "m", "tensorflow", "synthetic", "h"), 0, notes=["n"])
+    result.finish(RunEnd(inferences=10, top1=0.5, idle_watts=3.0), 10 * 10**9)
+    result.energy = WindowEnergy(0, 10 * 10**9, [])
+    result.set_energy(result.energy)
+    summary = result.summary()
+    assert list(summary) == SUMMARY_KEYS
+    for key in ("joules", "uwh_per_inference", "composite", "estimated", "coverage", "net_joules"):
+        assert summary[key] is None, key
+    assert (summary["images_per_s"], summary["seconds"], summary["idle_watts"]) == (1.0, 10.0, 3.0)
