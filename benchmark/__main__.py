@@ -8,15 +8,22 @@ import re
 import sys
 
 from exporters.cli import ArgumentParser, main_guard, positive_float, setup_logging
-from exporters.errors import UsageError
+from exporters.config_checks import tag_problem
+from exporters.errors import UsageError, shown
+
+MAX_COUNT = 10**9  # images, passes or a batch: more is a typo (and no memory holds such a batch)
 
 
 def _positive_int(text: str) -> int:
+    """argparse type: a whole number from 1 to :data:`MAX_COUNT`, in ASCII digits."""
     import argparse
 
-    if not re.fullmatch(r"\d+", text.strip()) or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number above 0")
-    return int(text)
+    digits = text.strip()
+    if not re.fullmatch(r"[0-9]{1,10}", digits) or not 1 <= int(digits) <= MAX_COUNT:
+        raise argparse.ArgumentTypeError(
+            f"{shown(text)} is not a whole number above 0 (at most {MAX_COUNT:,})"
+        )
+    return int(digits)
 
 
 def _idle(text: str) -> float:
@@ -57,13 +64,9 @@ def _parser() -> ArgumentParser:
 
 
 def _check_run_id(run_id: str | None) -> None:
-    if run_id is None:
-        return
-    if not run_id.strip() or len(run_id) > 200 or re.search(r"[\t\n\r]|\\$", run_id):
-        raise UsageError(
-            f"--run-id {run_id!r} is not usable: give 1 to 200 characters without tabs, "
-            "line breaks or a final backslash (InfluxDB cannot store those in a tag)"
-        )
+    why = None if run_id is None else tag_problem(run_id)
+    if why:
+        raise UsageError(f"--run-id {shown(run_id)} is not usable: {why}")
 
 
 def _table(summaries: list[dict]) -> str:
@@ -98,6 +101,20 @@ def _table(summaries: list[dict]) -> str:
     return "\n".join(rows)
 
 
+def _image_error(e: Exception, data: str) -> Exception:
+    """A :class:`UsageError` where ``e`` is an image of ``data`` that cannot be decoded (the
+    pass under way has written its ``fail`` event with the reason), else ``e`` itself."""
+    from benchmark.images import undecodable
+
+    why = undecodable(e)
+    if why is None:
+        return e
+    return UsageError(
+        f"an image in --data {shown(data)} cannot be decoded ({why}): replace or remove the "
+        "corrupt file and run again"
+    )
+
+
 def run(args) -> int:
     from benchmark.runner import RunOptions, prepare, run_benchmark
     from benchmark.sampling import Sampler
@@ -113,7 +130,13 @@ def run(args) -> int:
     prepared = prepare(opts)  # bad input fails here, before anything starts
     with open_store(args.store) as store, Sampler(store) as sampler:
         print(f"sampling: {sampler.describe()}", file=sys.stderr)
-        results = run_benchmark(opts, store, sampler, prepared)
+        try:
+            results = run_benchmark(opts, store, sampler, prepared)
+        except Exception as e:
+            error = _image_error(e, args.data)
+            if error is e:
+                raise
+            raise error from e
     summaries = [r.summary() for r in results]
     if args.json:
         json.dump({"runs": summaries}, sys.stdout, indent=2)
@@ -124,7 +147,7 @@ def run(args) -> int:
 
 
 def models(args) -> int:
-    from benchmark.models import registry_json, registry_table
+    from benchmark.listing import registry_json, registry_table
 
     if args.json:
         json.dump(registry_json(), sys.stdout, indent=2)

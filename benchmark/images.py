@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     import tensorflow as tf
 
 Preprocess = Callable[[Any], Any]
+_DECODE = "decode_image"  # the name of the decoding op, which TensorFlow's errors quote
 
 
 def resize_size(input_size: int, crop_ratio: float) -> int:
@@ -76,11 +77,26 @@ def resize_and_crop(image: tf.Tensor, input_size: int, crop_ratio: float) -> tf.
     return tf.ensure_shape(crop, (input_size, input_size, image.shape[-1]))
 
 
+def undecodable(e: BaseException) -> str | None:
+    """The decoder's reason where ``e`` says an image of a pipeline could not be decoded (a
+    corrupt or truncated file, or no image at all), else None.
+
+    TensorFlow raises that from the pipeline as an ``InvalidArgumentError`` that names the
+    decoding op (not the file): ``... ParallelMapV2: Input is empty. [[{{node
+    decode_image/DecodeImage}}]]``; the reason is the end of its first line.
+    """
+    message = str(getattr(e, "message", None) or e)
+    if type(e).__name__ != "InvalidArgumentError" or f"{_DECODE}/" not in message:
+        return None
+    first = message.strip().splitlines()[0]
+    return first.rsplit(": ", 1)[-1].strip() or first
+
+
 def _load_image(path: tf.Tensor, label: tf.Tensor, fmt: ImageFormat) -> tuple[tf.Tensor, tf.Tensor]:
     import tensorflow as tf
 
     raw = tf.io.read_file(path)
-    image = tf.io.decode_image(raw, channels=fmt.channels, expand_animations=False)
+    image = tf.io.decode_image(raw, channels=fmt.channels, expand_animations=False, name=_DECODE)
     image.set_shape((None, None, fmt.channels))
     return resize_and_crop(image, fmt.size, fmt.crop_ratio), label
 

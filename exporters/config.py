@@ -17,8 +17,14 @@ from typing import Any
 
 import yaml
 
-from exporters.config_checks import positive_seconds, require, unknown_key
-from exporters.errors import ConfigError
+from exporters.config_checks import (
+    nonblank,
+    positive_seconds,
+    require,
+    tag_problem,
+    unknown_key,
+)
+from exporters.errors import ConfigError, shown
 from exporters.sources import check_settings, default_settings
 from exporters.stores import DEFAULT_STORE
 
@@ -43,7 +49,9 @@ def _merge(base: dict, update: Mapping, path: str = "") -> None:
             raise unknown_key(where, key, base, prefix=path)
         if isinstance(base[key], dict):
             if not isinstance(value, Mapping):
-                raise ConfigError(f"config key {where!r} must be a mapping of keys, not {value!r}")
+                raise ConfigError(
+                    f"config key {shown(where)} must be a mapping of keys, not {shown(value)}"
+                )
             _merge(base[key], value, f"{where}.")
         else:
             base[key] = value
@@ -84,6 +92,12 @@ def _get(cfg: dict, dotted: str) -> Any:
 def _validate(cfg: dict) -> None:
     for key in _SECONDS:
         positive_seconds(key, _get(cfg, key))
+    for key in ("sysfs_root", "procfs_root"):
+        nonblank(key, cfg[key], "give the directory's path")
+    host = cfg["host"]
+    why = tag_problem(host) if isinstance(host, str) else "give a name"
+    require(host is None or why is None, "host", host, f"{why}, or null for the hostname")
+    nonblank("metrics.addr", cfg["metrics"]["addr"], "give an address such as 127.0.0.1")
     check_settings(cfg["sources"])
     port = cfg["metrics"]["port"]
     is_port = not isinstance(port, bool) and isinstance(port, int) and 0 <= port <= 65535
@@ -97,6 +111,28 @@ def _validate(cfg: dict) -> None:
     )
 
 
+def _read_file(path: Path) -> Mapping:
+    """The mapping a configuration file holds; :class:`ConfigError` when it is not one."""
+    try:
+        loaded = yaml.safe_load(path.read_bytes().decode("utf-8")) or {}
+    except OSError as e:
+        raise ConfigError(f"cannot read config file {path}: {e.strerror}; check the path") from e
+    except UnicodeDecodeError as e:
+        raise ConfigError(
+            f"config file {path} is not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset "
+            f"{e.start}): save it as UTF-8"
+        ) from e
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"config file {path} is not valid YAML{where}: fix the syntax") from e
+    except RecursionError as e:
+        raise ConfigError(f"config file {path} is nested too deeply: flatten it") from e
+    if not isinstance(loaded, Mapping):
+        raise ConfigError(f"config file {path} must hold a mapping of keys, not {shown(loaded)}")
+    return loaded
+
+
 def load_config(
     path: str | Path | None = None,
     env: Mapping[str, str] | None = None,
@@ -105,19 +141,7 @@ def load_config(
     """The validated configuration as a nested dict (see :data:`DEFAULTS` for the keys)."""
     cfg = copy.deepcopy(DEFAULTS)
     if path is not None:
-        try:
-            loaded = yaml.safe_load(Path(path).read_text()) or {}
-        except OSError as e:
-            raise ConfigError(
-                f"cannot read config file {path}: {e.strerror}; check the path"
-            ) from e
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            where = f" at line {mark.line + 1}" if mark else ""
-            raise ConfigError(f"config file {path} is not valid YAML{where}: fix the syntax") from e
-        if not isinstance(loaded, Mapping):
-            raise ConfigError(f"config file {path} must hold a mapping of keys, not {loaded!r}")
-        _merge(cfg, loaded)
+        _merge(cfg, _read_file(Path(path)))
     _merge(cfg, _env_overrides(os.environ if env is None else env))
     _merge(cfg, {k: v for k, v in (overrides or {}).items() if v is not None})
     _validate(cfg)

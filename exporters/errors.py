@@ -6,9 +6,16 @@ translated into these where they are caught, with ``raise ... from e``.
 - :class:`UsageError`: bad input from the user (config, store URL, arguments, times): exit 2.
 - :class:`StoreError`: a store could not be reached or answered with an error: exit 1.
 - :class:`SourceError`: a source could not read; the agent records it and goes on.
+
+A value quoted back in a message goes through :func:`shown`: its ``repr``, so that it stays on
+one line whatever it holds, cut short where it is long.
 """
 
 from __future__ import annotations
+
+from typing import Any
+
+SHOWN = 80  # characters of a value quoted back in a message
 
 
 class TubaiError(Exception):
@@ -33,3 +40,9 @@ class SourceError(TubaiError):
 
 class SourceUnavailable(SourceError):
     """The hardware or its interface is absent or not readable."""
+
+
+def shown(value: Any) -> str:
+    """``repr(value)`` cut to :data:`SHOWN` characters, to quote a value back in one line."""
+    text = repr(value)
+    return text if len(text) <= SHOWN else f"{text[: SHOWN - 3]}..."

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import re
+import socket
 import subprocess
 import sys
 
 import pytest
 
+from exporters import metrics
+from exporters.agent import Agent
+from exporters.errors import ConfigError
 from exporters.schema import Point, energy_tags
 from exporters.stores.sqlite import SQLiteStore
 
@@ -55,11 +60,32 @@ def cli(*args: str, cwd=None) -> subprocess.CompletedProcess:
         (("benchmark", "run", "--model", "mobilenetv2", "--data", "{not_wnids}"), "wnid"),
         (("benchmark", "run", "--model", "mobilenetv2", "--data", "{flat}"), "labels.csv"),
         (("benchmark", "run", "--model", "digits_cnn", "--limit", "-5"), "above 0"),
+        # times a store cannot hold, odd digits, non-finite numbers, files that are not UTF-8
+        (("scoring", "energy", "--start", "1969-12-31T23:59:59Z"), "outside what a store can"),
+        (("scoring", "energy", "--start", "2263-01-01T00:00:00Z"), "outside what a store can"),
+        (("scoring", "runs", "--since", "99999999999999999999"), "outside what a store can"),
+        (("scoring", "report", "--out", "r", "--since=-99999999999d"), "outside what a store"),
+        (("scoring", "runs", "--since", "²"), "not understood"),
+        (("exporters", "run", "--duration", "١٢"), "not a number of seconds above 0"),
+        (("exporters", "run", "--duration", "1e99"), "at most 1e+09"),
+        (("benchmark", "run", "--model", "digits_cnn", "--repeats", "١٢"), "whole number above 0"),
+        (("exporters", "run", "--config", "{inf}"), "'interval_s.power' is inf"),
+        (("exporters", "doctor", "--config", "{latin1}"), "not UTF-8 text (byte 0xe9"),
+        (("exporters", "doctor", "--config", "{wrong_type}"), "'sources.dcgm.url' is ['a']"),
+        # a report --out onto a file, or where nothing can be written
+        (("scoring", "report", "--out", "{bad_key}"), "is a file, not a directory"),
+        (("scoring", "report", "--out", "/proc/tubai-report"), "cannot be made"),
+        # URLs that are not what they seem: influxdb://h:0/db once wrote to port 8086
+        (("scoring", "energy", "--start=-1h", "--store", "influxdb://h:0/db"), "no usable port"),
+        (("exporters", "run", "--store", "influxdb://h:/db"), "no usable port"),
     ],
 )
 def test_bad_input_is_one_line_exit_2(tmp_path, args, words) -> None:
     (tmp_path / "bad_key.yaml").write_text("intervals: {power: 0.1}\n")
     (tmp_path / "bad_yaml.yaml").write_text("store: x\ninterval_s: {power: [\n")
+    (tmp_path / "inf.yaml").write_text("interval_s: {power: .inf}\n")
+    (tmp_path / "latin1.yaml").write_bytes("host: café\n".encode("latin-1"))
+    (tmp_path / "wrong_type.yaml").write_text("sources: {dcgm: {enabled: true, url: [a]}}\n")
     (tmp_path / "not_wnids" / "cats").mkdir(parents=True)
     (tmp_path / "not_wnids" / "cats" / "a.JPEG").write_bytes(b"\xff\xd8")
     (tmp_path / "flat").mkdir()
@@ -69,6 +95,7 @@ def test_bad_input_is_one_line_exit_2(tmp_path, args, words) -> None:
         "bad_yaml": tmp_path / "bad_yaml.yaml",
         "not_wnids": tmp_path / "not_wnids",
         "flat": tmp_path / "flat",
+        **{name: tmp_path / f"{name}.yaml" for name in ("inf", "latin1", "wrong_type")},
     }
     args = [a.format(**files) for a in args]
     result = cli(*args, cwd=tmp_path)
@@ -78,6 +105,60 @@ def test_bad_input_is_one_line_exit_2(tmp_path, args, words) -> None:
     lines = [line for line in result.stderr.strip().splitlines() if not TF_LOG.match(line)]
     assert len(lines) == 1 and words in lines[0], result.stderr
     assert "Traceback" not in result.stderr
+
+
+def _last_line_exit_2(result: subprocess.CompletedProcess, prog: str, words: str) -> None:
+    """Exit 2, no traceback, and the last line on stderr is the error with ``words``: a command
+    that has started logs its progress before."""
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"{prog}: error: ") and words in last, result.stderr
+
+
+def test_a_metrics_port_in_use_or_an_address_not_here_is_one_line_exit_2(tmp_path) -> None:
+    (tmp_path / "addr.yaml").write_text("metrics: {port: 0, addr: 192.0.2.1}\n")  # TEST-NET-1
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        for args, words in [
+            (("--metrics-port", str(busy.getsockname()[1])), "is in use: choose another"),
+            (("--config", "addr.yaml"), "'192.0.2.1' cannot be listened on"),
+        ]:
+            result = cli("exporters", "run", "--duration", "0.1", *args, cwd=tmp_path)
+            _last_line_exit_2(result, "exporters", words)
+
+
+def test_a_metrics_port_not_permitted_says_which_are(tmp_path, monkeypatch) -> None:
+    def refuse(*args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(metrics, "start_http_server", refuse)
+    with SQLiteStore(tmp_path / "m.db") as store:
+        with pytest.raises(ConfigError, match="port 80 on '::' is not permitted: ports below 1024"):
+            metrics.serve_metrics(Agent([], store, host="h"), 80, "::")
+
+
+def test_a_corrupt_image_is_a_fail_event_then_one_line_exit_2(tmp_path) -> None:
+    """The pass that meets it writes a ``fail`` event with the reason; then one line, exit 2."""
+    tf = pytest.importorskip("tensorflow")
+    from benchmark.ilsvrc import imagenet_wnids
+    from benchmark.records import read_events
+
+    folder = tmp_path / "val" / imagenet_wnids()[1]
+    folder.mkdir(parents=True)
+    good = tf.io.encode_jpeg(tf.zeros((40, 40, 3), tf.uint8)).numpy()
+    for k in range(8):  # batches of 2: the warm-up takes 4, the pass meets the 7th
+        (folder / f"img{k}.JPEG").write_bytes(good if k != 6 else good[: len(good) // 3])
+    result = cli("benchmark", "run", "--model", "mobilenetv3_small", "--weights", "random",
+                 "--data", "val", "--batch-size", "2", "--run-id", "broken",
+                 "--store", "sqlite:///b.db", cwd=tmp_path)  # fmt: skip
+    _last_line_exit_2(result, "benchmark", "an image in --data 'val' cannot be decoded (")
+    assert "Invalid JPEG data" in result.stderr.strip().splitlines()[-1]
+    with SQLiteStore(tmp_path / "b.db") as store:
+        events = read_events(store, "broken")
+    assert [e.fields["event"] for e in events] == ["start", "fail"]
+    assert "Invalid JPEG data" in events[1].fields["reason"]
 
 
 def test_scoring_energy_prints_a_table_and_json(tmp_path) -> None:
@@ -95,8 +176,8 @@ def test_scoring_energy_prints_a_table_and_json(tmp_path) -> None:
     assert doc["total_joules"] == pytest.approx(50.0)
     assert doc["domains"][0] | {"joules": 50.0} == {
         "host": "lab1", "source": "rapl", "domain": "package-0", "joules": 50.0,
-        "method": "counter", "estimated": False, "coverage": 1.0, "counted": True,
-        "samples": 6, "power_joules": None, "mismatch": False,
+        "method": "counter", "estimated": False, "coverage": 1.0, "role": "counted",
+        "counted": True, "samples": 6, "power_joules": None, "mismatch": False,
     }  # fmt: skip
     assert doc["start"] == "1970-01-01T00:00:02.000000000Z"
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
+import yaml
 
 from exporters import sources
 from exporters.config import DEFAULTS, load_config
@@ -53,6 +56,22 @@ def test_file_then_environment_then_overrides(tmp_path) -> None:
         ("interval_s: 3", "'interval_s' must be a mapping"),
         ("- a\n- b", "must hold a mapping"),
         ("interval_s: {power: [1", "not valid YAML at line 1"),
+        ("interval_s: {power: .inf}", "'interval_s.power' is inf: give a number of seconds"),
+        ("flush_interval_s: .nan", "'flush_interval_s' is nan: give a number of seconds"),
+        (
+            "interval_s: {power: 1.0e-300}",
+            "is 1e-300: give a number of seconds above 0 .from 0.001",
+        ),
+        ("interval_s: {system: 1.0e+300}", "is 1e.300: give a number of seconds above 0"),
+        (f"sources: {{cpu_model: {{idle_watts: {10**400}}}}}", "idle_watts is 1000000000"),
+        ("sources: {cpu_model: {max_watts: -.inf}}", "max_watts is -inf"),
+        ("sources: {dcgm: {url: 9400}}", "'sources.dcgm.url' is 9400: give dcgm-exporter's URL"),
+        ("sources: {dcgm: {url: 'http://[::1/metrics'}}", "'sources.dcgm.url' is 'http://[::1"),
+        ("host: [a, b]", "'host' is ['a', 'b']: give a name, or null for the hostname"),
+        ("host: 'a\tb'", "'host' is 'a\\\\tb': leave out control characters"),
+        ("sysfs_root: 7", "'sysfs_root' is 7: give the directory's path"),
+        ("metrics: {addr: ''}", "'metrics.addr' is '': give an address"),
+        (f"store: {'x' * 500}", "'store' is 'xxxxxxxx"),
     ],
 )
 def test_bad_config_names_key_problem_and_fix(tmp_path, text: str, message: str) -> None:
@@ -65,6 +84,41 @@ def test_bad_config_names_key_problem_and_fix(tmp_path, text: str, message: str)
 def test_bad_environment_override_names_the_key() -> None:
     with pytest.raises(ConfigError, match=r"'interval_s\.power' is -1"):
         load_config(env={"TUBAI_INTERVAL_S__POWER": "-1"})
+
+
+@pytest.mark.parametrize("value", [".inf", "-.inf", ".nan", "1e999", "١٢"])
+def test_non_finite_and_odd_numbers_in_the_environment_are_config_errors(value: str) -> None:
+    with pytest.raises(ConfigError, match=r"'flush_interval_s' is .*give a number of seconds"):
+        load_config(env={"TUBAI_FLUSH_INTERVAL_S": value})
+
+
+def _leaf_keys(tree: dict, prefix: str = "") -> list[str]:
+    keys = []
+    for key, value in tree.items():
+        keys += _leaf_keys(value, f"{prefix}{key}.") if isinstance(value, dict) else [prefix + key]
+    return keys
+
+
+@pytest.mark.parametrize("key", _leaf_keys(DEFAULTS))
+@pytest.mark.parametrize("wrong", [[1, 2], {"a": 1}])
+def test_a_wrong_yaml_type_at_any_key_is_a_config_error_naming_it(tmp_path, key, wrong) -> None:
+    doc: dict = {}
+    *parents, leaf = key.split(".")
+    node = doc
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[leaf] = wrong
+    path = tmp_path / "wrong.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    with pytest.raises(ConfigError, match=re.escape(key), check=lambda e: "\n" not in str(e)):
+        load_config(path, env={})
+
+
+def test_a_file_that_is_not_utf8_says_where_and_what_to_do(tmp_path) -> None:
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("host: café\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"not UTF-8 text \(byte 0xe9 at offset 9\): save it"):
+        load_config(path, env={})
 
 
 def test_missing_file(tmp_path) -> None:

@@ -14,10 +14,9 @@ coverage). So every default errs high, and the headroom over a stated rating is 
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
-from exporters.config_checks import require
+from exporters.config_checks import is_number, require
 from exporters.sources.base import Settings
 
 # Over the highest stated rating. A RAPL package that states only its TDP (PL1) draws up to its
@@ -38,8 +37,7 @@ def max_rate(watts: float, scale: float) -> float:
 
 def is_watts(value: Any) -> bool:
     """A finite number (not a bool) above zero."""
-    number = not isinstance(value, bool) and isinstance(value, int | float)
-    return number and math.isfinite(value) and value > 0
+    return is_number(value) and value > 0
 
 
 def check_max_watts(key: str, value: Any, fix: str = WATTS) -> None:

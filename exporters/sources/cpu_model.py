@@ -26,13 +26,13 @@ design figure, not a measured peak: turbo power can exceed it.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Collection
 from pathlib import Path
 
 import psutil
 
-from exporters.errors import ConfigError, SourceError
+from exporters.config_checks import is_number
+from exporters.errors import ConfigError, SourceError, shown
 from exporters.schema import ENERGY, Counter, Reading, energy_tags
 from exporters.sources.base import Settings, SourceSpec
 from exporters.sources.ceilings import HEADROOM
@@ -44,8 +44,8 @@ _FIX = "set idle_watts to your CPU's idle power and max_watts to its TDP"
 
 
 def _watts(key: str, value: object, minimum: float, why: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ConfigError(f"sources.cpu_model.{key} is {value!r}: set it to a number of watts")
+    if not is_number(value):
+        raise ConfigError(f"sources.cpu_model.{key} is {shown(value)}: set it to a number of watts")
     if value < minimum:
         raise ConfigError(f"sources.cpu_model.{key} is {value}: it must be {why}; {_FIX}")
     return float(value)

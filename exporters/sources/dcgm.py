@@ -27,9 +27,10 @@ from urllib.parse import urlsplit
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from exporters.config_checks import http_url
 from exporters.errors import SourceError, SourceUnavailable
 from exporters.schema import ENERGY, GPU, Counter, Reading, clock_event_fields, energy_tags
-from exporters.sources.base import SourceSpec
+from exporters.sources.base import Settings, SourceSpec
 from exporters.sources.ceilings import HEADROOM, max_rate, validate_max_watts
 from exporters.sources.nvml import ENERGY_SCALE, GPU_MAX_WATTS, gpu_inventory
 
@@ -180,6 +181,11 @@ def _order(index: str) -> tuple[int, str]:
     return (int(index), "") if index.isdigit() else (1 << 30, index)
 
 
+def _validate(settings: Settings, where: str) -> None:
+    http_url(f"{where}.url", settings["url"], "give dcgm-exporter's URL, http://HOST:9400/metrics")
+    validate_max_watts(settings, where)
+
+
 SPEC = SourceSpec(
     key="dcgm",
     defaults={
@@ -188,7 +194,7 @@ SPEC = SourceSpec(
         "interval_s": 1.0,
         "max_watts": GPU_MAX_WATTS,
     },
-    validate=validate_max_watts,
+    validate=_validate,
     build=lambda settings, cfg: DcgmSource(
         settings["url"], interval_s=settings["interval_s"], max_watts=settings["max_watts"]
     ),

@@ -4,12 +4,15 @@
 absolute (SQLAlchemy's convention). Each series (measurement plus tags) gets a row in
 ``series``; its points hold the fields as JSON, so types survive (ints stay ints, bools bools).
 Every value reaches SQLite as a bound parameter, never pasted into SQL. Several processes may
-share the file (the agent writes samples while a benchmark writes run events).
+share the file (the agent writes samples while a benchmark writes run events): a write waits up
+to ``BUSY_S`` for another process's write transaction to end. :meth:`SQLiteStore.check_writable`
+writes (and rolls back) a probe row, so that a read-only or damaged file is found at start.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import re
 import sqlite3
 import threading
@@ -18,8 +21,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from exporters.errors import StoreError, UsageError
-from exporters.schema import FieldValue, Point
+from exporters.schema import FieldValue, Point, check_names
 from exporters.stores.base import Columns, Store
+
+log = logging.getLogger(__name__)
+
+BUSY_S = 30.0  # how long a write waits for another process's write transaction
+PROBE_BUSY_S = 1.0  # how long check_writable waits for it: a busy store is writable, just busy
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS series (
@@ -45,15 +53,16 @@ class SQLiteStore(Store):
         self.url = f"sqlite:///{self.path}"
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path, timeout=30.0, check_same_thread=False)
+            self._db = sqlite3.connect(self.path, timeout=BUSY_S, check_same_thread=False)
             self._initialise()
-        except (OSError, sqlite3.Error) as e:
+        except (OSError, sqlite3.Error, ValueError) as e:  # ValueError: a NUL in the path
             raise UsageError(
                 f"cannot open the SQLite store {self.path}: {e}; choose a writable path "
                 "with --store sqlite:///PATH or TUBAI_STORE"
             ) from e
         self._lock = threading.Lock()
         self._series: dict[tuple[str, str], int] = {}
+        self._fields: set[str] = set()  # field names checked already
 
     def _initialise(self) -> None:
         """WAL mode and schema; another process creating the file at once may hold it briefly
@@ -78,7 +87,49 @@ class SQLiteStore(Store):
                 f"store URL {url!r} names no file: use sqlite:///relative/path.db "
                 "or sqlite:////absolute/path.db"
             )
+        if "?" in path:
+            raise UsageError(
+                f"store URL {url!r} has a query ({path[path.index('?') :]!r}), which a SQLite "
+                "store URL does not take: give the path alone, sqlite:///PATH"
+            )
         return cls(path[1:])
+
+    def check_writable(self) -> None:
+        """Write a probe row into both tables and roll it back: a read-only or damaged file
+        fails here with a :class:`UsageError`. Another process's write lock is waited on for
+        ``PROBE_BUSY_S`` only, and then logged: that store is writable, just busy."""
+        with self._lock:
+            try:
+                self._db.execute(f"PRAGMA busy_timeout = {int(PROBE_BUSY_S * 1000)}")
+                try:
+                    self._probe()
+                finally:
+                    self._db.execute(f"PRAGMA busy_timeout = {int(BUSY_S * 1000)}")
+            except sqlite3.OperationalError as e:
+                if "locked" not in str(e):
+                    raise self._unwritable(e) from e
+                log.warning(
+                    "the SQLite store %s is locked by another process's write: points wait "
+                    "until it ends",
+                    self.path,
+                )
+            except sqlite3.Error as e:
+                raise self._unwritable(e) from e
+
+    def _probe(self) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.execute("INSERT INTO series (measurement, tags) VALUES ('', '')")
+            self._db.execute("INSERT INTO points (series_id, time_ns, fields) VALUES (0, 0, '{}')")
+        finally:
+            if self._db.in_transaction:
+                self._db.rollback()
+
+    def _unwritable(self, e: sqlite3.Error) -> UsageError:
+        return UsageError(
+            f"the SQLite store {self.path} cannot be written ({e}): choose a writable file "
+            "with --store sqlite:///PATH or TUBAI_STORE (move a damaged one aside)"
+        )
 
     def _series_id(self, measurement: str, tags_json: str) -> int:
         key = (measurement, tags_json)
@@ -91,24 +142,37 @@ class SQLiteStore(Store):
             self._series[key] = sid
         return sid
 
+    def _row(self, p: Point) -> tuple[int, int, str]:
+        """The ``points`` row of ``p``; its names are checked once per series and field name."""
+        key = (p.measurement, _tags_json(p.tags))
+        if key not in self._series or not self._fields.issuperset(p.fields):
+            check_names(p)
+            self._fields.update(p.fields)
+        fields = json.dumps(dict(p.fields), allow_nan=False)
+        return self._series_id(*key), p.time_ns, fields
+
     def write(self, points: Iterable[Point]) -> None:
+        """Store ``points`` in one transaction, all or none.
+
+        Raises :class:`UsageError` for a point no store can keep (:func:`check_names`), and
+        :class:`StoreError` when SQLite fails (after waiting ``BUSY_S`` for another process's
+        lock, say)."""
         with self._lock:
             try:
                 with self._db:
-                    rows = [
-                        (
-                            self._series_id(p.measurement, _tags_json(p.tags)),
-                            p.time_ns,
-                            json.dumps(dict(p.fields), allow_nan=False),
-                        )
-                        for p in points
-                    ]
+                    rows = [self._row(p) for p in points]
                     self._db.executemany(
                         "INSERT INTO points (series_id, time_ns, fields) VALUES (?, ?, ?)", rows
                     )
+            except UsageError:
+                self._series.clear()  # rolled back with the transaction
+                raise
             except (sqlite3.Error, ValueError) as e:
                 self._series.clear()
-                raise StoreError(f"writing to the SQLite store {self.path} failed: {e}") from e
+                why = str(e)
+                if "locked" in why:
+                    why = f"another process held its write lock for over {BUSY_S:g} s"
+                raise StoreError(f"writing to the SQLite store {self.path} failed: {why}") from e
 
     def _wanted(self, measurement: str, tags: Mapping[str, str] | None) -> dict[int, dict]:
         """Series ids of ``measurement`` whose tags match, with their tags."""
@@ -190,9 +254,18 @@ class SQLiteStore(Store):
                 cols.values[f].append(_JSON_BOOLS.get(values[2 * i + 1], values[2 * i]))
         return list(out.values())
 
-    def close(self) -> None:
-        with self._lock:
+    def close(self, timeout_s: float | None = None) -> None:
+        """Close the file; a write still waiting on another process's lock after ``timeout_s``
+        (default ``BUSY_S``) is left to end with the process, and said so."""
+        if not self._lock.acquire(timeout=BUSY_S if timeout_s is None else max(0.0, timeout_s)):
+            log.warning(
+                "the SQLite store %s is left open: a write still waits for its lock", self.path
+            )
+            return
+        try:
             self._db.close()
+        finally:
+            self._lock.release()
 
 
 _PLAIN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
