@@ -3,8 +3,9 @@
 If an exporter already feeds the store (energy points from this host in the last few seconds),
 nothing is started and windows are only tagged. Otherwise (the embedded store, no service) an
 agent runs in a background thread for as long as the sampler is open, with the sources the
-configuration enables. Either way :meth:`Sampler.wait_past` waits until samples after a window's
-end are stored, so the window's end edge can be interpolated.
+configuration enables. A store that cannot be written is refused before either (one line,
+exit 2, in ``python -m benchmark``). Either way :meth:`Sampler.wait_past` waits until samples
+after a window's end are stored, so the window's end edge can be interpolated.
 """
 
 from __future__ import annotations
@@ -65,6 +66,9 @@ class Sampler:
         return False
 
     def start(self) -> Sampler:
+        """Check that the store takes writes (a read-only or damaged one raises
+        :class:`~exporters.errors.UsageError`), then find an exporter or start an agent."""
+        self.store.check_writable()
         if self._exporter_running():
             self.external = True
             return self

@@ -6,11 +6,19 @@ import logging
 import signal
 import socket
 import sys
+import time
 from collections import Counter as Tally
 
 from exporters.agent import Agent
-from exporters.cli import ArgumentParser, main_guard, positive_float, setup_logging
+from exporters.cli import (
+    ArgumentParser,
+    main_guard,
+    positive_float,
+    setup_logging,
+    whole_number,
+)
 from exporters.config import load_config
+from exporters.errors import StoreError
 from exporters.sources import build_sources, check_sources
 from exporters.sources.custom import CustomSource
 from exporters.stores import open_store
@@ -33,7 +41,7 @@ def _parser() -> ArgumentParser:
         "--interval", type=positive_float, help="power sampling interval in seconds (0.1)"
     )
     run.add_argument("--duration", type=positive_float, help="stop after this many seconds")
-    run.add_argument("--metrics-port", type=int, help="serve /metrics on this port")
+    run.add_argument("--metrics-port", type=whole_number, help="serve /metrics on this port")
     run.add_argument("--host", help="host tag (default: this machine's hostname)")
     return parser
 
@@ -49,9 +57,17 @@ def _config(args) -> dict:
     return load_config(args.config, overrides=overrides)
 
 
+EXIT_S = 6.0  # from SIGTERM to exit, at most (Docker kills after 10 s)
+
+
 def run(args) -> int:
     cfg = _config(args)
     store = open_store(cfg["store"])
+    try:
+        store.check_writable()  # a read-only or damaged store: one line, exit 2, before sampling
+    except BaseException:
+        store.close(timeout_s=0.0)
+        raise
     sources, waiting, notes = build_sources(cfg)
     for note in notes:
         log.info("%s", note)
@@ -68,14 +84,27 @@ def run(args) -> int:
 
         port = serve_metrics(agent, cfg["metrics"]["port"], cfg["metrics"]["addr"])
         log.info("serving /metrics on http://%s:%d/metrics", cfg["metrics"]["addr"], port)
+    stopped: list[float] = []
+
+    def stop(*_: object) -> None:
+        stopped.append(time.monotonic())
+        agent.stop()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: agent.stop())
+        signal.signal(sig, stop)
     log.info("sampling %s into %s", ", ".join(s.name for s in sources) or "nothing", store.url)
     try:
         agent.run(args.duration)
-    finally:
-        store.close()
+    finally:  # after a signal, the store gets what is left of EXIT_S to send what waits
+        store.close(
+            timeout_s=max(0.5, EXIT_S - (time.monotonic() - stopped[0])) if stopped else None
+        )
     log.info("stopped after writing %d points", agent.points_total)
+    if agent.points_lost:
+        raise StoreError(
+            f"{agent.points_lost} sampled points were not stored in {store.url}: the store was "
+            "stuck (see the errors above)"
+        )
     return 0
 
 

@@ -4,10 +4,15 @@ Each source is read on its own cadence (``interval_s`` by kind: power sources fi
 sources coarse; a source may carry its own ``interval_s``). Deadlines advance from a monotonic
 start, so the cadence does not drift and a slow read skips ticks rather than bunching them.
 Points carry wall-clock nanoseconds taken at the middle of the read. Counters become monotonic
-totals (:mod:`exporters.counters`). Points are written in batches every ``flush_interval_s``;
-a failed write keeps the batch for the next try. Every ``stats`` period the agent writes its
-own health: per collector ``duration_s`` and ``ok``; its ``cpu_seconds_total``, and the
-counters' ``counter_wraps_total``, ``counter_resets_total`` and ``counter_glitches_total``. Sources
+totals (:mod:`exporters.counters`). A reading whose names the store cannot keep (a control
+character in a tag: :meth:`~exporters.stores.base.Store.refusal`) is left out and logged once.
+Every ``flush_interval_s`` the batch sampled so far goes to a
+:class:`~exporters.writer.StoreWriter`, which writes it on a thread of its own: sampling never
+waits on the store, and a slow or stuck store is reported, not waited for. Every ``stats``
+period the agent writes its own health: per collector ``duration_s`` and ``ok``; its
+``cpu_seconds_total``, the counters' ``counter_wraps_total``, ``counter_resets_total`` and
+``counter_glitches_total``, and the writer's ``points_total`` (written), ``store_queue_points``,
+``store_stalled_s`` and ``points_dropped_total``; these are also served on ``/metrics``. Sources
 that are not available at start are checked again every ``RECHECK_S`` seconds. When it stops,
 the agent calls ``close()`` on every source that has one (:mod:`exporters.sources.base`).
 """
@@ -23,15 +28,15 @@ from collections.abc import Sequence
 from exporters import clock
 from exporters.counters import CounterTotals
 from exporters.errors import SourceError, StoreError
-from exporters.schema import AGENT, Point
+from exporters.schema import AGENT, Point, Reading
 from exporters.sources.base import Source
 from exporters.stores.base import Store
+from exporters.writer import MAX_QUEUED, STALL_S, StoreWriter
 
 log = logging.getLogger(__name__)
 
 RECHECK_S = 30.0
-MAX_BUFFERED = 1_000_000
-FINAL_FLUSH_S = 5.0
+FINAL_FLUSH_S = 5.0  # after stop: writing what waits, and the store's flush, within this
 
 
 class Agent:
@@ -45,6 +50,7 @@ class Agent:
         intervals: dict[str, float] | None = None,
         flush_interval_s: float = 1.0,
         waiting: Sequence[Source] = (),
+        max_queued: int = MAX_QUEUED,
     ) -> None:
         self.store = store
         self.host = host
@@ -53,12 +59,22 @@ class Agent:
         self.sources = list(sources)
         self.waiting = list(waiting)
         self.latest: dict[tuple, Point] = {}
-        self.points_total = 0
+        self.points_lost = 0
+        """Points sampled but never stored: dropped while the store was stuck, or left at stop."""
+        self.writer = StoreWriter(
+            store, max_points=max_queued, stall_s=max(STALL_S, 2 * flush_interval_s)
+        )
         self._totals = CounterTotals()
         self._buffer: list[Point] = []
         self._stats: dict[str, list] = {}
         self._stop = threading.Event()
         self._errors: dict[str, str] = {}
+        self._refused: set[tuple] = set()
+
+    @property
+    def points_total(self) -> int:
+        """Points written to the store so far."""
+        return self.writer.written
 
     def interval_of(self, source: Source) -> float:
         return getattr(source, "interval_s", None) or self.intervals[source.kind]
@@ -87,6 +103,13 @@ class Agent:
         stats[0] += 1
         stats[1] += (mono1 - mono0) / 1e9
         stats[2] = stats[2] and ok
+        return self._points(source, readings, stamp, mono)
+
+    def _points(
+        self, source: Source, readings: list[Reading], stamp: int, mono: int
+    ) -> list[Point]:
+        """Points of ``readings`` stamped ``stamp``; a series the store would refuse is left out
+        (said once)."""
         points = []
         for r in readings:
             fields = {
@@ -94,10 +117,19 @@ class Agent:
                 for k, v in self._totals.fields(r, mono).items()
                 if not (isinstance(v, float) and not math.isfinite(v))
             }
-            if fields:
-                p = Point(r.measurement, {**r.tags, "host": self.host}, fields, stamp)
-                points.append(p)
-                self.latest[p.series_key()] = p
+            if not fields:
+                continue
+            p = Point(r.measurement, {**r.tags, "host": self.host}, fields, stamp)
+            key = p.series_key()
+            if key not in self.latest:
+                why = self.store.refusal(p)
+                if why:
+                    if key not in self._refused:
+                        self._refused.add(key)
+                        log.error("%s: a reading left out: %s", source.name, why)
+                    continue
+            points.append(p)
+            self.latest[key] = p
         return points
 
     def _health(self) -> list[Point]:
@@ -115,21 +147,18 @@ class Agent:
             "counter_wraps_total": self._totals.wraps,
             "counter_resets_total": self._totals.resets,
             "counter_glitches_total": self._totals.glitches,  # bad readings skipped, never energy
+            "store_queue_points": self.writer.queued,  # sampled, not yet written
+            "store_stalled_s": self.writer.stalled_s(),  # how long the oldest of them waited
+            "points_dropped_total": self.writer.dropped,  # lost while the store was stuck
         }
         points.append(Point(AGENT, {**tags, "collector": "agent"}, fields, now))
+        for p in points:  # for /metrics
+            self.latest[p.series_key()] = p
         return points
 
     def flush(self) -> None:
-        """Write what is buffered; on a store error keep it (bounded) for the next flush."""
-        if not self._buffer:
-            return
-        try:
-            self.store.write(self._buffer)
-        except StoreError as e:
-            log.error("%s; keeping %d points for the next try", e, len(self._buffer))
-            del self._buffer[:-MAX_BUFFERED]
-            return
-        self.points_total += len(self._buffer)
+        """Hand what was sampled to the writer (it writes it on its own thread)."""
+        self.writer.put(self._buffer)
         self._buffer = []
 
     def _recheck(self) -> bool:
@@ -152,6 +181,7 @@ class Agent:
         timers = {"flush": start + int(self.flush_interval_s * 1e9)}
         timers["health"] = start + int(self.intervals["system"] * 1e9)
         recheck = start + int(RECHECK_S * 1e9)
+        self.writer.start()
         try:
             while not self._stop.is_set():
                 now = time.monotonic_ns()
@@ -174,6 +204,7 @@ class Agent:
                     self.flush()
                     step = int(self.flush_interval_s * 1e9)
                     timers["flush"] += ((now - timers["flush"]) // step + 1) * step
+                self.writer.watch()
                 if self.waiting and recheck <= now:
                     recheck = now + int(RECHECK_S * 1e9)
                     if self._recheck():
@@ -183,13 +214,27 @@ class Agent:
                     wake = min(wake, recheck)
                 self._stop.wait(max(0.0, (wake - time.monotonic_ns()) / 1e9))
         finally:
-            self._buffer.extend(self._health())
-            self.flush()
-            try:  # a spooling store keeps what the server has not taken yet for the next start
-                self.store.flush(timeout_s=FINAL_FLUSH_S)
-            except StoreError as e:
-                log.warning("%s", e)
-            self.close_sources()
+            self._finish()
+
+    def _finish(self) -> None:
+        """Write what waits and flush the store, within ``FINAL_FLUSH_S``; close the sources."""
+        deadline = time.monotonic() + FINAL_FLUSH_S
+        self._buffer.extend(self._health())
+        self.flush()
+        left = self.writer.close(FINAL_FLUSH_S)
+        self.points_lost = self.writer.dropped + left
+        if left:
+            log.error(
+                "%d sampled points were not written: the store %s took none for %.1f s",
+                left,
+                self.store.url,
+                self.writer.stalled_s(),
+            )
+        try:  # a spooling store keeps what the server has not taken yet for the next start
+            self.store.flush(timeout_s=max(0.0, deadline - time.monotonic()))
+        except StoreError as e:
+            log.warning("%s", e)
+        self.close_sources()
 
     def close_sources(self) -> None:
         """Call ``close()`` on every source that has one, sampled or still awaited."""

@@ -12,8 +12,11 @@ boundary, through ``Counter.scale``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+
+from exporters.errors import UsageError, shown
 
 FieldValue = float | int | bool | str
 
@@ -72,6 +75,58 @@ class Point:
     def series_key(self) -> tuple[str, tuple[tuple[str, str], ...]]:
         """The identity of the series this point belongs to."""
         return self.measurement, tuple(sorted(self.tags.items()))
+
+
+# What no measurement, tag key, tag value or field name may hold: the C0 and C1 control characters
+# (NUL, tab, the line breaks, ESC...), DEL, and Unicode's line and paragraph separators. Line
+# protocol ends a point at a line break, InfluxQL cannot quote a NUL (a series holding one is
+# stored, then no query can name it), and Python splits lines at several of the others.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def control_char(text: str) -> str | None:
+    """The first control character in ``text`` (NUL, tab, a line break, ESC, DEL...), or None."""
+    found = _CONTROL.search(text)
+    return found.group() if found else None
+
+
+def name_problem(
+    what: str, name: object, measurement: object, may_be_empty: bool = False
+) -> str | None:
+    """Why ``name`` (``what``: "measurement", "tag key"...) of a ``measurement`` point cannot be
+    stored, or None: it must be a string without control characters (:func:`control_char`),
+    and not empty unless ``may_be_empty`` (a tag value)."""
+    if not isinstance(name, str) or not (name or may_be_empty):
+        return f"{what} {shown(name)} of a {shown(measurement)} point must be a string"
+    char = control_char(name)
+    if char is None:
+        return None
+    return (
+        f"{what} {shown(name)} of a {shown(measurement)} point holds the control character "
+        f"{char!r}, which no store can keep and query: remove it"
+    )
+
+
+def names_problem(point: Point) -> str | None:
+    """The first :func:`name_problem` of ``point``'s measurement, tag keys and values, and field
+    names, or None. Field values are not names: a string field may hold any text."""
+    m = point.measurement
+    names = [("measurement", m, False)]
+    for key, value in point.tags.items():
+        names += [("tag key", key, False), (f"value of tag {shown(key)}", value, True)]
+    names += [("field", key, False) for key in point.fields]
+    for what, name, may_be_empty in names:
+        problem = name_problem(what, name, m, may_be_empty)
+        if problem:
+            return problem
+    return None
+
+
+def check_names(point: Point) -> None:
+    """Raise :class:`UsageError` with :func:`names_problem`'s line when there is one."""
+    problem = names_problem(point)
+    if problem:
+        raise UsageError(problem)
 
 
 def energy_tags(source: str, domain: str, estimated: bool = False) -> dict[str, str]:

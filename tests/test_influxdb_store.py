@@ -217,8 +217,12 @@ def test_hostile_strings_round_trip_as_tags_fields_and_filters(
 @pytest.mark.parametrize(
     ("tags", "fields", "expected"),
     [
-        ({"run_id": "two\nlines"}, {"f": 1.0}, "newline"),
-        ({"run_id": "tab\there"}, {"f": 1.0}, "tab"),
+        ({"run_id": "two\nlines"}, {"f": 1.0}, "control character"),
+        ({"run_id": "tab\there"}, {"f": 1.0}, "control character"),
+        ({"run_id": "nul\x00"}, {"f": 1.0}, "control character '\\\\x00'"),
+        ({"run_id": "esc\x1b[31m"}, {"f": 1.0}, "control character"),
+        ({"run\x7fid": "x"}, {"f": 1.0}, "control character"),
+        ({}, {"f\u2028g": 1.0}, "control character"),
         ({"run_id": "ends with \\"}, {"f": 1.0}, "trailing backslash"),
         ({"": "x"}, {"f": 1.0}, "must be a string"),
         ({"time": "x"}, {"f": 1.0}, "reserved"),
@@ -236,7 +240,7 @@ def test_unstorable_points_are_refused_before_spooling(
         with pytest.raises(UsageError, match=expected):
             store.write([good, Point("run", tags, fields, T0 + 1)])
         assert store.pending() == 0, "a refused batch spools nothing"
-        for name in ("back\\slash", "#comment", "tab\t"):
+        for name in ("back\\slash", "#comment", "tab\t", "nul\x00"):
             with pytest.raises(UsageError, match="measurement"):
                 store.write([Point(name, {}, {"f": 1.0}, T0)])
         store.write([Point("run", {}, {"nan": float("nan"), "inf": float("inf")}, T0)])

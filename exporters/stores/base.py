@@ -4,6 +4,9 @@
 points of one measurement in a time range, oldest first, optionally filtered by exact tag
 values. Tag values and field names are user data: implementations never paste them into a query
 unescaped. ``flush`` blocks until everything written so far is stored (or spooled durably).
+``check_writable`` finds, before anything is sampled, a store that opens but cannot be written.
+Names (measurement, tag keys and values, field names) with control characters are refused at
+``write`` (:func:`exporters.schema.names_problem`), before any of the batch is stored.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from exporters.schema import FieldValue, Point
+from exporters.schema import FieldValue, Point, names_problem
 
 
 @dataclass
@@ -88,8 +91,18 @@ class Store(ABC):
     def flush(self, timeout_s: float | None = None) -> None:  # noqa: B027 - optional hook
         """Block until everything written so far is stored; the default store writes at once."""
 
-    def close(self) -> None:  # noqa: B027 - optional hook
-        """Flush and release resources."""
+    def refusal(self, point: Point) -> str | None:
+        """Why :meth:`write` would refuse ``point`` (a name no store, or this one, can keep), in
+        one line naming the fix; None when it would not."""
+        return names_problem(point)
+
+    def check_writable(self) -> None:  # noqa: B027 - optional hook
+        """Raise :class:`~exporters.errors.UsageError` (one line naming the fix) when points
+        cannot be written here; called before sampling starts. A store that only spools (or
+        writes at once) has nothing to check."""
+
+    def close(self, timeout_s: float | None = None) -> None:  # noqa: B027 - optional hook
+        """Flush (for up to ``timeout_s``, else the store's own bound) and release resources."""
 
     def __enter__(self) -> Store:
         return self

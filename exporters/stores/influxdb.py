@@ -37,7 +37,7 @@ import logging
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
-from exporters.errors import StoreError
+from exporters.errors import StoreError, UsageError
 from exporters.schema import FieldValue, Point
 from exporters.stores import influxql
 from exporters.stores.base import Columns, Store
@@ -48,6 +48,8 @@ from exporters.stores.outbox import DEFAULT_MEMORY_BOUND, Outbox, default_spool_
 from exporters.stores.sender import Sender
 
 log = logging.getLogger(__name__)
+
+SENDER_STOP_S = 0.5  # at close, how long a delivery in flight is waited for
 
 SeriesKey = tuple[tuple[str, str], ...]
 
@@ -128,6 +130,14 @@ class InfluxDBStore(Store):
             self._outbox.append(lines)
             self._sender.wake()
 
+    def refusal(self, point: Point) -> str | None:
+        """Why :meth:`write` would refuse ``point``: what line protocol cannot carry."""
+        try:
+            line_protocol(point)
+        except UsageError as e:
+            return str(e)
+        return None
+
     def flush(self, timeout_s: float | None = None) -> None:
         """Block until the server acknowledged every point written so far.
 
@@ -148,17 +158,20 @@ class InfluxDBStore(Store):
             "when it answers"
         )
 
-    def close(self) -> None:
-        """Flush for up to ``close_timeout_s``, then stop; unsent points stay in the spool
-        (those waiting in memory are lost, and an error says how many)."""
+    def close(self, timeout_s: float | None = None) -> None:
+        """Flush, then stop, all within ``timeout_s`` (default ``close_timeout_s``); unsent
+        points stay in the spool (those waiting in memory are lost, and an error says how many).
+        A delivery still in flight then (a server that hangs) is not waited for: what it
+        carries stays in the spool too, and is sent again by the next store."""
         if self._closed:
             return
+        budget = self.close_timeout_s if timeout_s is None else max(0.0, timeout_s)
         try:
-            self.flush(self.close_timeout_s)
+            self.flush(max(0.0, budget - SENDER_STOP_S))
         except StoreError as e:
             log.warning("%s", e)
         self._closed = True
-        self._sender.stop(self._api.timeout_s + 1.0)
+        self._sender.stop(min(budget, SENDER_STOP_S))
         if self._outbox.in_memory:
             log.error(
                 "%d point(s) waiting in memory were not stored in InfluxDB at %s and are lost",

@@ -1,7 +1,8 @@
 """Points as InfluxDB line protocol, written by influxdb-client's ``Point``.
 
-Line protocol cannot carry everything a string can: a tab, newline or carriage return anywhere,
-a backslash in a measurement or key, a tag value ending in a backslash, a measurement starting
+Line protocol cannot carry everything a string can: a control character (NUL, tab, a line
+break: :func:`exporters.schema.name_problem`, what no store keeps) in a name or tag value, a
+backslash in a measurement or key, a tag value ending in a backslash, a measurement starting
 with ``#``, an empty key or the key ``time``. Such a point is refused with a
 :class:`~exporters.errors.UsageError` before anything is spooled, rather than stored as
 something else. Numbers are written as floats, so a field never changes type between points.
@@ -11,15 +12,12 @@ from __future__ import annotations
 
 import functools
 import math
-import re
 
 from influxdb_client import Point as LinePoint
 from influxdb_client import WritePrecision
 
 from exporters.errors import UsageError
-from exporters.schema import FieldValue, Point
-
-_UNSAFE = re.compile(r"[\t\n\r]")
+from exporters.schema import FieldValue, Point, name_problem
 
 
 def line(point: Point) -> str:
@@ -61,16 +59,17 @@ def _series_prefix(measurement: str, tags: tuple[tuple[str, str], ...]) -> str:
 
 def _check_name(what: str, value: object, point: Point, *, tag_value: bool = False) -> None:
     """Refuse what line protocol cannot carry: InfluxDB would store something else."""
-    if not isinstance(value, str) or not value:
-        raise UsageError(f"{what} {value!r} of a {point.measurement!r} point must be a string")
-    backslash = value.endswith("\\") if tag_value else "\\" in value
-    if _UNSAFE.search(value) or backslash:
+    problem = name_problem(what, value, point.measurement)
+    if problem:
+        raise UsageError(problem)
+    text = str(value)  # it is one: name_problem says so
+    if text.endswith("\\") if tag_value else "\\" in text:
         where = "a trailing backslash" if tag_value else "a backslash"
         raise UsageError(
-            f"{what} {value!r} of a {point.measurement!r} point has a tab, newline or {where}, "
-            "which InfluxDB cannot store: remove it"
+            f"{what} {text!r} of a {point.measurement!r} point has {where}, which InfluxDB "
+            "cannot store: remove it"
         )
-    if value == "time" and what in ("tag key", "field"):
+    if text == "time" and what in ("tag key", "field"):
         raise UsageError(f"{what} 'time' of a {point.measurement!r} point is reserved: rename it")
 
 
