@@ -4,12 +4,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from exporters import clock
 from exporters.schema import RUN, FieldValue, Point
 from exporters.stores.base import Store
-from scoring.events import RunEnd, RunEvent, RunFail, RunStart, RunTags, event_point, make_event
+from scoring.events import (
+    EVENT,
+    RunEnd,
+    RunEvent,
+    RunFail,
+    RunStart,
+    RunTags,
+    event_point,
+    make_event,
+)
 
-__all__ = ["RunEnd", "RunFail", "RunStart", "RunTags", "read_events", "write_event"]
+__all__ = ["RunEnd", "RunFail", "RunStart", "RunTags", "ids_in_use", "read_events", "write_event"]
 
 
 def write_event(
@@ -22,7 +33,8 @@ def write_event(
     """Write one ``run`` event now (or at ``time_ns``) and return its time. ``event`` is the
     event (:class:`RunStart`, :class:`RunEnd`, :class:`RunFail`), or the name of its kind with
     its ``fields``: a field its kind does not define is a TypeError. Fields without a value
-    are left out."""
+    are left out. Tags or fields that break the schema (a top-1 above 1, a control character in
+    a tag...) raise :class:`~scoring.events.InvalidEvent` and nothing is written."""
     if isinstance(event, str):
         event = make_event(event, **fields)
     elif fields:
@@ -35,3 +47,8 @@ def write_event(
 def read_events(store: Store, run_id: str, start_ns: int = 0, end_ns: int = 2**62) -> list[Point]:
     """Every event of one run, oldest first."""
     return store.read(RUN, start_ns, end_ns, tags={"run_id": run_id})
+
+
+def ids_in_use(store: Store, run_ids: Iterable[str]) -> list[str]:
+    """Those of ``run_ids`` that already have events in the store, in the order given."""
+    return [i for i in run_ids if store.read(RUN, 0, 2**62, tags={"run_id": i}, fields=[EVENT])]

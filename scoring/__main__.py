@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import signal
 import sys
@@ -11,11 +10,13 @@ import sys
 from exporters.cli import ArgumentParser, main_guard, positive_float, setup_logging
 from exporters.errors import UsageError
 from exporters.stores import open_store
+from exporters.stores.base import Store
 from exporters.times import parse_time
 from exporters.window import DEFAULT_COUNTED, WindowEnergy, window_energy
-from scoring.figures import ALWAYS, FIGURES, TEXT, Figure
+from scoring import jsonout
+from scoring.figures import ALWAYS, FIGURES, TEXT, Figure, printable
 from scoring.rankings import SCORES, compare, entries, ranking
-from scoring.runs import RunScore, load_runs, repeat_stats
+from scoring.runs import RunScore, load_runs, repeat_stats, warn_invalid
 from scoring.service import ScoringService
 
 
@@ -89,8 +90,7 @@ def energy(args) -> int:
     with open_store(args.store) as store:
         result = window_energy(store, start, end, host=args.host, counted=args.count.split(","))
     if args.json:
-        json.dump(result.to_dict(), sys.stdout, indent=2)
-        print()
+        jsonout.dump(result.to_dict())
     else:
         print(_table(result))
         if not result.domains:
@@ -128,7 +128,7 @@ def runs_text(runs: list[RunScore], score: str, reference: str | None) -> str:
     lines = [" ".join(_header(f) for f in columns) + "  flags"]
     for r in runs:
         cells = " ".join(_cell(f.shown(r), f.cli.width, f.cli.fmt) for f in columns)
-        lines.append(f"{cells}  " + "; ".join(r.flags + ([r.reason] if r.reason else [])))
+        lines.append(f"{cells}  " + "; ".join(printable(n) for n in r.remarks))
     stats = [s for s in repeat_stats(runs) if s.runs > 1]
     if stats:
         lines.append("\nrepeats (mean uWh per inference, spread = std/mean):")
@@ -157,9 +157,17 @@ def runs_text(runs: list[RunScore], score: str, reference: str | None) -> str:
     return "\n".join(lines)
 
 
+def _load(store: Store, since: str) -> list[RunScore]:
+    """The runs started after ``since``, scored; each invalid one logged (stderr) once."""
+    runs = load_runs(store, parse_time(since))
+    for run in runs:
+        warn_invalid(run)
+    return runs
+
+
 def runs_command(args) -> int:
     with open_store(args.store) as store:
-        runs = load_runs(store, parse_time(args.since))
+        runs = _load(store, args.since)
     if args.json:
         items = entries(runs)
         doc = {
@@ -169,8 +177,7 @@ def runs_command(args) -> int:
             "rankings": {h: [e.model for e in es] for h, es in ranking(items, args.score).items()},
             "score": args.score,
         }  # fmt: skip
-        json.dump(doc, sys.stdout, indent=2, default=str)
-        print()
+        jsonout.dump(doc)
     elif not runs:
         print("no runs in this store yet: make bench (or python -m benchmark run) makes one")
     else:
@@ -184,9 +191,11 @@ def report(args) -> int:
     from scoring.report import write_report
 
     with open_store(args.store) as store:
-        runs = load_runs(store, parse_time(args.since))
+        runs = _load(store, args.since)
         index = write_report(store, Path(args.out), runs, reference_host=args.reference)
-    print(f"wrote {index} ({len(runs)} runs), scores.csv and scores.json beside it")
+    invalid = sum(r.status == "invalid" for r in runs)
+    also = f", {invalid} invalid (see their flags)" if invalid else ""
+    print(f"wrote {index} ({len(runs)} runs{also}), scores.csv and scores.json beside it")
     return 0
 
 

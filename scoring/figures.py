@@ -23,16 +23,20 @@ property).
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
+from exporters.schema import control_char
 from scoring.scores import canziani, composite, netscore, uwh_per_inference, watt_hours
 
 if TYPE_CHECKING:
     from scoring.runs import RunScore
 
 FIELD, STATS, DERIVED = "field", "stats", "derived"
+_SURROGATE = re.compile("[\ud800-\udfff]")
 ALWAYS, SOME, NEVER = "always", "some", "never"
 TEXT = "text"
 
@@ -78,9 +82,27 @@ class Figure:
         return getattr(run, self.name)
 
     def shown(self, run: RunScore) -> object:
-        """The figure of ``run`` as tables and points show it: a list joined into text."""
+        """The figure of ``run`` as tables and points show it: a list joined into text, text
+        :func:`printable`."""
         value = self.value(run)
-        return self.sep.join(value) if isinstance(value, list) else value
+        if isinstance(value, list):
+            value = self.sep.join(value)
+        return printable(value) if isinstance(value, str) else value
+
+
+def printable(text: str) -> str:
+    """``text`` with each control character, and each lone surrogate (bytes that were not
+    UTF-8), as its escape (``\\x1b``, ``\\n``, ``\\udcfe``): a run id or a reason never moves a
+    terminal's cursor, breaks a table's line or stops a file being written as UTF-8."""
+    if control_char(text) is None and not _SURROGATE.search(text):
+        return text
+    return "".join(repr(c)[1:-1] if control_char(c) or _SURROGATE.match(c) else c for c in text)
+
+
+def usable_energy(joules: float | None) -> bool:
+    """Whether an energy can be shared out per inference and scored: finite and above 0 (a
+    counter that never moved, or went back, cannot)."""
+    return joules is not None and math.isfinite(joules) and joules > 0
 
 
 def _field(name: str, unit: str, **views) -> Figure:
@@ -102,7 +124,7 @@ def _duration_s(r: RunScore) -> float | None:
 
 def _images_per_s(r: RunScore) -> float | None:
     seconds = r.duration_s
-    return r.inferences / seconds if seconds else None
+    return r.inferences / seconds if seconds and r.inferences else None
 
 
 def _net_energy_j(r: RunScore) -> float | None:
@@ -113,16 +135,13 @@ def _net_energy_j(r: RunScore) -> float | None:
 
 
 def _uwh(r: RunScore, joules: float | None) -> float | None:
-    return None if joules is None or not r.inferences else uwh_per_inference(joules, r.inferences)
+    """Energy per inference, where both are usable (:func:`usable_energy`, inferences)."""
+    usable = usable_energy(joules) and r.inferences > 0
+    return uwh_per_inference(joules, r.inferences) if usable else None
 
 
 def _composite(r: RunScore, uwh: float | None) -> float | None:
     return None if uwh is None or r.top1 is None else composite(r.top1, uwh)
-
-
-def _net_composite(r: RunScore) -> float | None:
-    uwh = r.net_uwh_per_inference
-    return _composite(r, uwh) if uwh is not None and uwh > 0 else None
 
 
 def _canziani(r: RunScore) -> float | None:
@@ -163,8 +182,8 @@ FIGURES: tuple[Figure, ...] = (
            report=View("top-1 source"), point=True),
     _derived("composite", "", lambda r: _composite(r, r.uwh_per_inference),
              cli=View("composite", ".3g", width=9), report=View("composite", ".2f"), point=True),
-    _derived("net_composite", "", _net_composite, report=View("net composite", ".2f"),
-             point=True),
+    _derived("net_composite", "", lambda r: _composite(r, r.net_uwh_per_inference),
+             report=View("net composite", ".2f"), point=True),
     _derived("canziani", "", _canziani, report=View("Canziani", ".2f"), point=True),
     _derived("netscore", "", _netscore, report=View("NetScore", ".2f"), point=True),
     _field("coverage", "share", report=View("coverage", ".1%"), point=True),

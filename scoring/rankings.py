@@ -1,7 +1,8 @@
 """Rankings per machine (the reference paper's Table II) and across machines (its Table III).
 
-An entry is one model on one machine: the mean over its finished runs of energy per inference
-and of each score, with the accuracy of the runs (mean where several). Rankings order entries by
+An entry is one model on one machine: the mean over its finished, scored runs of energy per
+inference and of each score (a run without a usable energy, flagged, or an invalid run is in no
+entry), with the accuracy of the runs (mean where several). Rankings order entries by
 one score within a machine; the cross-machine table puts each model's figures on every machine
 beside their ratio to a reference machine's.
 """
@@ -60,7 +61,7 @@ def entries(runs: Iterable[RunScore]) -> list[Entry]:
     """Aggregate finished, scored runs into one entry per (machine, model)."""
     groups: dict[tuple[str, str], list[RunScore]] = defaultdict(list)
     for r in runs:
-        if r.uwh_per_inference is not None and r.top1 is not None:
+        if r.status == "finished" and r.uwh_per_inference is not None and r.top1 is not None:
             groups[(r.host, r.model)].append(r)
     return [
         Entry(

@@ -9,23 +9,36 @@ Beside the energy, each scored run carries its window's statistics (:mod:`scorin
 GPU and CPU use, throttling) and the wall energy where a ``wall`` domain was measured; the score
 can be computed on either: the components (the counted domains; the default) or the wall. Every
 figure of a run is defined once, in :mod:`scoring.figures`.
+
+One bad run never takes the others down. A run whose events break the schema
+(:class:`~scoring.events.InvalidEvent`: accuracy above 1, a negative count, a control character
+in a tag, ...) is ``invalid``, with the reason; so is a run one of whose figures cannot be
+computed. An invalid run is shown with its reason, never scored or ranked. A run id used by
+several runs (imported from another store, or ``benchmark run --replace``) is the latest
+``start`` and what follows it; the earlier runs stay in the store, unscored, and the run is
+flagged. A run whose energy is zero, negative or not finite is flagged and has no energy per
+inference or score, so it is never ranked.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import statistics
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from typing import TypeVar
 
+from exporters.errors import shown
 from exporters.schema import RUN, Point
 from exporters.stores.base import Store
 from exporters.window import DEFAULT_COUNTED, DomainEnergy, WindowEnergy, energy_of, read_energy
-from scoring.events import RunEnd, RunFail, RunStart, RunTags, parse_event
-from scoring.figures import DERIVED, figures_from, with_figures
+from scoring.events import EVENT, InvalidEvent, RunEnd, RunFail, RunStart, RunTags, parse_event
+from scoring.figures import DERIVED, FIGURES, figures_from, usable_energy, with_figures
 from scoring.stats import RunStats, run_stats
+
+log = logging.getLogger(__name__)
 
 SPREAD_LIMIT = 0.05  # repeats of one model on one machine whose spread exceeds this are flagged
 R = TypeVar("R", bound="RunScore")
@@ -44,7 +57,7 @@ class RunScore:
     host: str
     backend: str
     dataset: str
-    status: str  # "finished", "failed" or "running"
+    status: str  # "finished", "failed", "running" or "invalid"
     start_ns: int
     end_ns: int | None = None
     inferences: int = 0
@@ -63,6 +76,7 @@ class RunScore:
     domains: list[DomainEnergy] = field(default_factory=list)
     flags: list[str] = field(default_factory=list)
     stats: RunStats | None = None
+    superseded: int = 0  # earlier runs under this run id, left unscored
 
     def as_dict(self) -> dict:
         """Its fields, its derived figures, its window's statistics, then its domains."""
@@ -90,6 +104,22 @@ class RunScore:
         self.batch_size = end.batch_size
         self.idle_w = end.idle_watts
 
+    @property
+    def remarks(self) -> list[str]:
+        """Why it failed or is invalid, then its flags: what tables show beside its figures."""
+        why = [f"{self.status}: {self.reason}"] if self.status in ("failed", "invalid") else []
+        return why + self.flags
+
+    def invalidate(self, reason: str) -> None:
+        """The run cannot be scored: ``reason`` says why. Only what names it (its tags, its
+        window, the runs it superseded) is kept; every other field is back to its default."""
+        kept = {"run_id", "model", "host", "backend", "dataset", "start_ns", "end_ns", "superseded"}
+        for f in fields(self):
+            if f.name not in kept:
+                default = f.default_factory() if f.default_factory is not MISSING else f.default
+                setattr(self, f.name, default)
+        self.status, self.reason = "invalid", reason
+
     def set_energy(self, energy: WindowEnergy) -> None:
         """Take its window's energy: the domains, and the counted total where known."""
         self.domains = energy.domains
@@ -101,28 +131,34 @@ class RunScore:
 
 def _run_of(points: list[Point]) -> RunScore | None:
     """One run from its events, oldest first: the latest ``start``, then the first ``end`` or
-    ``fail`` after it (None without a ``start``)."""
-    events = [(p, parse_event(p.fields)) for p in points]
-    starts = [p for p, event in events if isinstance(event, RunStart)]
+    ``fail`` after it (None without a ``start``); ``invalid`` where one of these breaks the
+    schema."""
+    kinds = [p.fields.get(EVENT) for p in points]
+    starts = [i for i, kind in enumerate(kinds) if kind == RunStart.kind]
     if not starts:
         return None
-    start = starts[-1]
-    run = RunScore.started(RunTags.of(start.tags), start.time_ns)
-    for p, event in events:
-        if p.time_ns < start.time_ns:
-            continue
-        if isinstance(event, RunFail):
-            run.status, run.end_ns, run.reason = "failed", p.time_ns, event.reason or ""
-            break
-        if isinstance(event, RunEnd):
-            run.finish(event, p.time_ns)
-            break
+    first = starts[-1]
+    last = next((i for i in range(first + 1, len(points)) if kinds[i] in ("end", "fail")), None)
+    decisive = points[first : len(points) if last is None else last + 1]
+    run = RunScore.started(RunTags.of(points[first].tags), points[first].time_ns,
+                           superseded=len(starts) - 1)  # fmt: skip
+    if last is not None:
+        run.end_ns = points[last].time_ns
+    try:
+        events = [parse_event(p) for p in decisive]
+    except InvalidEvent as e:
+        run.invalidate(str(e))
+        return run
+    if isinstance(events[-1], RunFail):
+        run.status, run.reason = "failed", events[-1].reason or ""
+    elif isinstance(events[-1], RunEnd):
+        run.finish(events[-1], run.end_ns)
     return run
 
 
 def runs_from_events(events: Iterable[Point]) -> list[RunScore]:
     """Pair each run's events; the first ``end`` or ``fail`` after its latest ``start``
-    decides its status."""
+    decides its status (``invalid`` where one of them breaks the schema)."""
     by_run: dict[str, list[Point]] = defaultdict(list)
     for p in events:
         by_run[p.tags.get("run_id", "")].append(p)
@@ -136,21 +172,37 @@ def runs_from_events(events: Iterable[Point]) -> list[RunScore]:
 
 
 def score_run(store: Store, run: RunScore, counted: Sequence[str] = DEFAULT_COUNTED) -> RunScore:
-    """Fill in the energy of a finished run's window, its coverage and its flags."""
-    if run.status != "finished" or run.end_ns is None or run.end_ns <= run.start_ns:
-        return run
-    samples = read_energy(store, run.start_ns, run.end_ns, host=run.host)  # read once, for both
-    energy = energy_of(samples, counted)
-    run.set_energy(energy)
-    run.stats = run_stats(store, run.host, energy, samples)
-    run.flags = _flags(run, energy.counted)
+    """Fill in the energy of a finished run's window, its coverage and its flags. A run one of
+    whose figures cannot be computed (data the events' checks let through) becomes
+    ``invalid`` with the error as its reason, so that no table or point meets it again."""
+    counted_domains: list[DomainEnergy] = []
+    if run.status == "finished" and run.end_ns is not None and run.end_ns > run.start_ns:
+        samples = read_energy(store, run.start_ns, run.end_ns, host=run.host)  # read once
+        energy = energy_of(samples, counted)
+        run.set_energy(energy)
+        run.stats = run_stats(store, run.host, energy, samples)
+        counted_domains = energy.counted
+    try:
+        run.flags = _flags(run, counted_domains)
+        for figure in FIGURES:
+            figure.shown(run)
+    except (ArithmeticError, ValueError, TypeError) as e:
+        run.invalidate(f"a figure cannot be computed: {type(e).__name__}: {e}")
     return run
 
 
 def _flags(run: RunScore, counted: list[DomainEnergy]) -> list[str]:
     flags = []
+    if run.superseded:
+        flags.append(f"run id used by {run.superseded + 1} runs: the latest is scored, "
+                     f"{run.superseded} earlier left out")  # fmt: skip
+    if run.status != "finished":
+        return flags
     if run.energy_j is None:
         flags.append("no energy samples in the window")
+    elif not usable_energy(run.energy_j):
+        flags.append(f"energy {run.energy_j:g} J in the window is not a finite number above 0: "
+                     "no energy per inference or score, not ranked")  # fmt: skip
     if run.coverage is not None and run.coverage < 0.999:
         flags.append(f"samples cover {run.coverage:.1%} of the window")
     if run.estimated:
@@ -161,6 +213,17 @@ def _flags(run: RunScore, counted: list[DomainEnergy]) -> list[str]:
     if run.weights == "random" and run.accuracy_source == "measured":
         flags.append("random weights: the measured accuracy is meaningless")
     return flags + (run.stats.flags() if run.stats else [])
+
+
+def warn_invalid(run: RunScore, warned: set[tuple[str, int]] | None = None) -> None:
+    """Log an invalid run with its reason, once: a run already in ``warned`` (by its
+    ``run_id`` and start) is not logged again, and one logged is added."""
+    key = (run.run_id, run.start_ns)
+    if run.status == "invalid" and (warned is None or key not in warned):
+        log.warning("run %s is invalid, never scored or ranked: %s", shown(run.run_id),
+                    run.reason)  # fmt: skip
+        if warned is not None:
+            warned.add(key)
 
 
 def load_runs(

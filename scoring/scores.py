@@ -34,10 +34,13 @@ def uwh_per_inference(joules: float, inferences: int) -> float:
 
 
 def composite(accuracy: float, uwh: float) -> float:
-    """``accuracy**2 / mWh per inference``; accuracy is a fraction."""
+    """``accuracy**2 / mWh per inference``; accuracy is a fraction, and the energy a finite
+    number above 0 (zero energy would score infinity and rank first: it is an error)."""
     if not 0 <= accuracy <= 1:
         raise ValueError(f"accuracy {accuracy} is not a fraction between 0 and 1")
-    return accuracy**2 / (uwh / 1000) if uwh > 0 else math.inf
+    if not (math.isfinite(uwh) and uwh > 0):
+        raise ValueError(f"energy per inference {uwh} uWh is not a finite number above 0")
+    return accuracy**2 / (uwh / 1000)
 
 
 def canziani(accuracy: float, params: int) -> float:

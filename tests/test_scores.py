@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import math
 from pathlib import Path
 
 import pytest
@@ -62,3 +63,9 @@ def test_canziani_and_netscore_units() -> None:
     assert netscore(0.80, 4_000_000, 100_000_000) == pytest.approx(50.10, abs=0.01)
     with pytest.raises(ValueError):
         composite(68.1, 9)  # a percentage where a fraction belongs
+
+
+@pytest.mark.parametrize("uwh", [0.0, -9.0, math.inf, math.nan])
+def test_composite_of_energy_that_is_not_above_0_is_an_error_not_infinity(uwh) -> None:
+    with pytest.raises(ValueError, match="not a finite number above 0"):
+        composite(0.681, uwh)  # it would score infinity, and rank first

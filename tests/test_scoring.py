@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+import requests
 from run_fixtures import add_run
 
+from exporters.stores.influxdb import InfluxDBStore
 from exporters.stores.sqlite import SQLiteStore
 from paper import paper_rows
 from scoring.rankings import compare, entries, ranking
 from scoring.runs import load_runs, repeat_stats
-from scoring.service import score_pending, scored_ids
+from scoring.service import ScoringService, score_pending, scored_runs
 
 MACHINES = ("a100", "quadro", "bixeon", "i7")
 
@@ -111,7 +117,7 @@ def test_service_is_idempotent_and_skips_failed_runs(tmp_path, store) -> None:
     later = score_pending(store, now_ns=400 * 10**9, grace_s=10)  # c's samples never came
     assert [r.run_id for r in later] == ["c"]
     assert score_pending(store, now_ns=500 * 10**9) == []
-    assert scored_ids(store) == {"a", "c"}
+    assert {run_id for run_id, _ in scored_runs(store)} == {"a", "c"}
     points = {p.tags["run_id"]: p for p in store.read("score", 0, 2**62)}
     assert len(store.read("score", 0, 2**62)) == 2
     assert points["a"].fields["uwh_per_inference"] == pytest.approx(10.0)
@@ -148,3 +154,118 @@ def test_runs_command_prints_ranking_and_json(tmp_path) -> None:
     assert {r["run_id"]: r["uwh_per_inference"] for r in doc["runs"]} == pytest.approx(
         {"fast": 5.0, "slow": 20.0, "other": 10.0}
     )
+
+
+# --- the service rides out store outages -----------------------------------------------------
+
+FAST = {"retry_min_s": 0.05, "retry_max_s": 0.2, "timeout_s": 2.0, "flush_timeout_s": 5.0,
+        "close_timeout_s": 1.0}  # fmt: skip
+
+
+class FlakyInfluxDB(ThreadingHTTPServer):
+    """A local HTTP server in front of a real InfluxDB: it forwards every request, or, while
+    ``failing``, answers each with HTTP 500 as an overloaded or broken server would."""
+
+    def __init__(self, target: str) -> None:
+        super().__init__(("127.0.0.1", 0), _Forward)
+        self.target, self.failing = target, False
+        self.url = f"http://127.0.0.1:{self.server_address[1]}"
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+
+class _Forward(BaseHTTPRequestHandler):
+    server: FlakyInfluxDB
+
+    def _answer(self) -> None:
+        if self.server.failing:
+            status, body = 500, b'{"error":"internal error: the engine is overloaded"}'
+        else:
+            length = int(self.headers.get("Content-Length") or 0)
+            data = self.rfile.read(length) if length else None
+            headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host",)}
+            r = requests.request(self.command, self.server.target + self.path, data=data,
+                                 headers=headers, timeout=10)  # fmt: skip
+            status, body = r.status_code, r.content
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_POST = _answer
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def _wait_for(condition, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def _scored(store) -> list[str]:
+    return sorted(p.tags["run_id"] for p in store.read("score", 0, 2**62))
+
+
+def _outage_lines(caplog) -> tuple[list[str], list[str]]:
+    messages = [r.getMessage() for r in caplog.records if r.name.startswith("scoring")]
+    return ([m for m in messages if "cannot be read or written" in m],
+            [m for m in messages if "answers again" in m])  # fmt: skip
+
+
+@pytest.mark.influxdb
+def test_the_service_rides_out_influxdb_answering_500(influxd, tmp_path, caplog) -> None:
+    flaky = FlakyInfluxDB(influxd.http)
+    direct = InfluxDBStore.from_url(influxd.url, spool_dir=tmp_path / "direct", **FAST)
+    store = InfluxDBStore(flaky.url, influxd.database, spool_dir=tmp_path / "flaky", **FAST)
+    add_run(direct, "a", "net", "lab", 100, 10, 36.0)
+    service = ScoringService(store, poll_s=0.05, grace_s=0, backoff_max_s=0.2)
+    thread = threading.Thread(target=service.run)
+    try:
+        with caplog.at_level(logging.INFO, logger="scoring"):
+            flaky.failing = True
+            thread.start()
+            time.sleep(1.5)  # passes fail, some of them after a backoff
+            assert thread.is_alive() and _scored(direct) == []
+            flaky.failing = False
+            _wait_for(lambda: _scored(direct) == ["a"])
+            flaky.failing = True  # a second outage, while another run finishes
+            add_run(direct, "b", "net", "lab", 200, 10, 72.0)
+            time.sleep(1.0)
+            flaky.failing = False
+            _wait_for(lambda: _scored(direct) == ["a", "b"])
+    finally:
+        service.stop()
+        thread.join(30)
+        flaky.shutdown()
+        store.close()
+        direct.close()
+    assert not thread.is_alive()
+    began, ended = _outage_lines(caplog)
+    assert len(began) == 2 and len(ended) == 2, (began, ended)  # one line each, per outage
+    assert "HTTP 500" in began[0] and "overloaded" in began[0]
+
+
+@pytest.mark.influxdb
+def test_the_service_rides_out_influxdb_stopped_and_started(influxd, tmp_path, caplog) -> None:
+    store = InfluxDBStore.from_url(influxd.url, spool_dir=tmp_path / "spool", **FAST)
+    add_run(store, "a", "net", "lab", 100, 10, 36.0)
+    influxd.stop()
+    service = ScoringService(store, poll_s=0.05, grace_s=0, backoff_max_s=0.2)
+    thread = threading.Thread(target=service.run)
+    try:
+        with caplog.at_level(logging.INFO, logger="scoring"):
+            thread.start()
+            time.sleep(1.5)
+            assert thread.is_alive()
+            influxd.start()
+            _wait_for(lambda: _scored(store) == ["a"])
+    finally:
+        service.stop()
+        thread.join(30)
+        store.close()
+    began, ended = _outage_lines(caplog)
+    assert len(began) == 1 and len(ended) == 1, (began, ended)
+    assert "did not answer" in began[0]
