@@ -1,67 +1,119 @@
-"""Agent overhead: CPU seconds per second of the sampling agent, steady state.
+"""Agent overhead: the sampling agent's CPU as a share of one core, at each cadence.
 
 Runs ``python -m exporters run`` against a fixture RAPL tree (the Intel desktop: five domains)
-plus the system sources, into the SQLite store, for each interval given, and reads the agent's
-own ``cpu_seconds_total`` from its health points: the slope between the first point after the
-warm-up and the last one excludes interpreter start-up. Prints one JSON document.
+plus the system source, into a store (a fresh SQLite file unless a URL is given), with the power
+source at the cadence given and the system source at the same cadence but never more often than
+its default, once a second (so 0.01 s and 0.1 s keep it at 1 s; 2 s samples everything every
+2 s). Each run gives:
 
-    python perf/agent_overhead.py --intervals 1 0.1 0.01 --seconds 30
+- ``core_pct``, steady state: the agent's own CPU time (``cpu_seconds_total`` of its health
+  points, ``time.process_time``: every thread of the process, user and system) between its
+  second health point (two system intervals in: the first samples, which create the series, are
+  done) and its last, ``seconds`` later, over the wall time between them. Interpreter start-up,
+  source discovery and the final flush are left out.
+- ``core_pct_with_startup``: the whole process's CPU time (user and system, from ``wait4``) over
+  its whole wall time, spawn to exit; this depends on how long the run is (``wall_s``), so
+- ``startup_cpu_s``: what start-up and shut-down cost once, that total less the steady rate over
+  the same wall time. Over a run of T seconds the agent costs ``core_pct + 100 * startup / T``.
+- ``power_ticks_missed``: of the RAPL samples the run should have taken (one a cadence, from
+  the start to ``--duration``), how many it did not: a loaded machine can make the agent skip
+  ticks, which would also make it look cheaper than it is.
+
+Prints one JSON document.
+
+    python perf/agent_overhead.py --intervals 2 1 0.1 0.01 --seconds 10
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
-from exporters.stores import open_store
+from exporters.stores import Store, open_store
+from exporters.stores.influxdb import InfluxDBStore
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE = ROOT / "tests" / "fixtures" / "rapl" / "intel_desktop"
+SYSTEM_S = 1.0  # the system source's default interval: never sampled more often here
+CADENCES = (0.01, 0.1, 1.0, 2.0)
+HOST = "perf-agent"
 
 
-def measure(
-    interval_s: float, seconds: float, store_url: str | None = None, warmup_s: float = 3.0
-) -> dict:
-    """CPU share of the agent at ``interval_s`` into ``store_url`` (default: a fresh SQLite)."""
+def run_agent(args: list[str], env: dict[str, str], log: Path) -> tuple[float, float]:
+    """Run the agent to its end: (wall seconds, CPU seconds of user and system) of the process."""
+    with open(log, "wb") as out:
+        start = time.monotonic()
+        proc = subprocess.Popen([sys.executable, "-m", "exporters", "run", *args], cwd=ROOT,
+                                stdout=out, stderr=subprocess.STDOUT, env=env)  # fmt: skip
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.monotonic() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode:
+        tail = log.read_text(errors="replace")[-2000:]
+        raise RuntimeError(f"the agent exited with {proc.returncode}:\n{tail}")
+    return wall, usage.ru_utime + usage.ru_stime
+
+
+def _reader(url: str, spool_dir: Path) -> Store:
+    """The store at ``url``, to read the run back (an InfluxDB store's spool kept in the run's
+    temporary directory, never in ``data/spool``)."""
+    if url.startswith("influxdb"):
+        return InfluxDBStore.from_url(url, spool_dir=spool_dir)
+    return open_store(url)
+
+
+def measure(interval_s: float, seconds: float, store_url: str | None = None) -> dict:
+    """One run at ``interval_s`` into ``store_url`` (default: a fresh SQLite): see the module."""
+    system_s = max(interval_s, SYSTEM_S)  # also the period of the agent's health points
+    duration = 2 * system_s + seconds
     with tempfile.TemporaryDirectory() as tmp:
         sysfs = Path(tmp) / "sys"
         shutil.copytree(FIXTURE, sysfs)
         url = store_url or f"sqlite:///{tmp}/perf.db"
-        subprocess.run(
-            [sys.executable, "-m", "exporters", "run", "--sysfs-root", str(sysfs),
-             "--store", url, "--interval", str(interval_s), "--host", "perf-agent",
-             "--duration", str(seconds + warmup_s)],
-            check=True, capture_output=True,
-            env={**os.environ, "TUBAI_SOURCES__NVML__ENABLED": "false",
-                 "TUBAI_SPOOL_DIR": f"{tmp}/spool"},
-        )  # fmt: skip
-        with open_store(url) as store:
-            own = store.read("agent", 0, 2**62, tags={"collector": "agent", "host": "perf-agent"})
-            samples = len(store.read("energy", 0, 2**62, tags={"host": "perf-agent"}))
-    first = next(p for p in own if p.time_ns >= own[0].time_ns + warmup_s * 1e9)
-    last = own[-1]
+        env = {
+            **os.environ,
+            "TUBAI_SOURCES__NVML__ENABLED": "false",
+            "TUBAI_INTERVAL_S__SYSTEM": str(system_s),
+            "TUBAI_SPOOL_DIR": f"{tmp}/spool",
+        }
+        wall, cpu_total = run_agent(
+            ["--sysfs-root", str(sysfs), "--store", url, "--interval", str(interval_s),
+             "--host", HOST, "--duration", str(duration)],
+            env, Path(tmp) / "agent.log")  # fmt: skip
+        with _reader(url, Path(tmp) / "read-spool") as store:
+            own = store.read("agent", 0, 2**62, tags={"collector": "agent", "host": HOST})
+            first, last = own[1], own[-1]  # the last: written as the agent stops
+            package = store.read("energy", 0, 2**62, tags={"host": HOST, "domain": "package-0"})
     elapsed = (last.time_ns - first.time_ns) / 1e9
     cpu = last.fields["cpu_seconds_total"] - first.fields["cpu_seconds_total"]
+    rate = cpu / elapsed
     return {
         "store": url.partition(":")[0],
         "interval_s": interval_s,
+        "system_interval_s": system_s,
         "seconds": elapsed,
         "cpu_seconds": cpu,
-        "core_pct": 100 * cpu / elapsed,
-        "energy_samples_per_s": samples / (seconds + warmup_s),
+        "core_pct": 100 * rate,
+        "wall_s": wall,
+        "cpu_seconds_with_startup": cpu_total,
+        "core_pct_with_startup": 100 * cpu_total / wall,
+        "startup_cpu_s": cpu_total - rate * wall,
+        "power_ticks_missed": math.ceil(round(duration / interval_s, 6)) - len(package),
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--intervals", type=float, nargs="+", default=[1.0, 0.1, 0.01])
-    parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--intervals", type=float, nargs="+", default=list(CADENCES))
+    parser.add_argument("--seconds", type=float, default=10.0, help="steady state per run")
     args = parser.parse_args()
     results = [measure(i, args.seconds) for i in args.intervals]
     json.dump({"agent_overhead": results}, sys.stdout, indent=2)

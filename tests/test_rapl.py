@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -18,7 +19,7 @@ from exporters.errors import ConfigError, SourceError, SourceUnavailable
 from exporters.schema import Counter
 from exporters.sources import all_sources
 from exporters.sources.base import Source
-from exporters.sources.rapl import RaplSource
+from exporters.sources.rapl import CounterFile, RaplSource
 
 FIXTURES = Path(__file__).parent / "fixtures" / "rapl"
 PACKAGE_RANGE, DRAM_RANGE, AMD_RANGE = 262143328850, 65712999613, 65532610987
@@ -234,7 +235,7 @@ def available_unprivileged(root: Path) -> tuple[bool, str]:
         return RaplSource(root).available()
     script = (
         "import os, sys\n"
-        "from exporters.sources.rapl import RaplSource\n"
+        "from exporters.sources.rapl import CounterFile, RaplSource\n"
         "os.setgroups([]); os.setgid(65534); os.setuid(65534)\n"
         "print(repr(RaplSource(sys.argv[1]).available()))\n"
     )
@@ -265,3 +266,65 @@ def test_readable_zones_are_read_and_the_rest_named(shared_tree):
     assert ok
     assert message.startswith("4 domains: package-0, core-0, uncore-0, psys; not readable: dram-0")
     assert "root only" in message
+
+
+def open_fds() -> set[str]:
+    return set(os.listdir("/proc/self/fd"))
+
+
+def test_counter_files_stay_open_between_reads_and_close_lets_go(tmp_path):
+    root = copy_tree("intel_desktop", tmp_path)
+    before = open_fds()
+    source = RaplSource(root)
+    assert source.available()[0]
+    held = open_fds() - before
+    assert len(held) == 5  # one energy_uj per domain, opened when found
+    for _ in range(3):
+        counters(source)
+    assert open_fds() - before == held  # read through the same descriptors
+    package = zone(root, "intel-rapl:0") / "energy_uj"
+    package.write_text("1234\n")  # rewritten in place, as the kernel's value changes
+    assert counters(source)["package-0"].raw == 1234
+    source.close()
+    assert not open_fds() - before
+    assert counters(source)["package-0"].raw == 1234  # read after close: opened again
+    source.close()
+    assert source.available()[0] and len(open_fds() - before) == 5  # found anew: no leak
+    source.close()
+
+
+def test_replaced_or_re_added_counter_files_are_read_anew(tmp_path):
+    root = copy_tree("intel_desktop", tmp_path)
+    source = RaplSource(root)
+    assert counters(source)["package-0"].raw == 48213398710
+    package = zone(root, "intel-rapl:0")
+    (package / "energy_uj.new").write_text("77\n")
+    (package / "energy_uj.new").replace(package / "energy_uj")  # replaced by a rename
+    assert counters(source)["package-0"].raw == 77
+    shutil.rmtree(zone(root, "intel-rapl:0:2"))  # the zone goes away...
+    with pytest.raises(SourceError, match="intel-rapl:0:2"):
+        source.read()
+    shutil.copytree(FIXTURES / "intel_desktop" / "class/powercap/intel-rapl:0:2",
+                    zone(root, "intel-rapl:0:2"))  # fmt: skip
+    assert counters(source)["dram-0"].raw == 9876543210  # ...and comes back
+    source.close()
+
+
+@pytest.mark.skipif(
+    not os.path.exists("/sys/class/net/lo/statistics/rx_bytes"), reason="no sysfs here"
+)
+def test_a_kernel_attribute_is_read_live_through_one_descriptor():
+    """As with RAPL's energy_uj on a real machine: sysfs shows the value anew at offset 0."""
+    counter = CounterFile("/sys/class/net/lo/statistics/rx_bytes")
+    before = counter.read()
+    held = open_fds()
+    with (
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as rx,
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx,
+    ):
+        rx.bind(("127.0.0.1", 0))
+        for _ in range(10):
+            tx.sendto(b"x" * 1000, rx.getsockname())
+    assert counter.read() >= before + 10_000
+    assert open_fds() == held  # the same descriptor, not opened anew
+    counter.close()

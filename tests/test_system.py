@@ -1,8 +1,10 @@
-"""The system source: names of the data model, real-machine sanity, and a fixture /proc."""
+"""The system source: names of the data model, real-machine sanity, a fixture /proc, and
+psutil's figures wherever the source reads /proc itself (tests/test_procfs.py: the parsers)."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -12,15 +14,10 @@ import pytest
 
 from exporters.errors import SourceError
 from exporters.sources.base import Source
-from exporters.sources.system import SystemSource, _is_partition
+from exporters.sources.system import SystemSource, _is_partition, busy_seconds, psutil_procfs
 
 FIXTURE = Path(__file__).parent / "fixtures" / "proc"
 CLK = os.sysconf("SC_CLK_TCK")
-# psutil takes frequencies from /proc/cpuinfo alone only where cpufreq is absent from /sys
-CPUINFO_FREQ = not (
-    os.path.exists("/sys/devices/system/cpu/cpufreq/policy0")
-    or os.path.exists("/sys/devices/system/cpu/cpu0/cpufreq")
-)
 
 
 def by(readings, measurement, tag):
@@ -102,10 +99,9 @@ def test_fixture_proc_is_honoured():
         assert counter.raw == pytest.approx(jiffies / CLK)
         assert counter.rate_scale == pytest.approx(25.0 if cpu == "total" else 100.0)
     assert cpus["total"].fields["load1"] == pytest.approx(0.42)
-    if CPUINFO_FREQ:
-        freqs = [cpus[str(i)].fields["freq_mhz"] for i in range(4)]
-        assert freqs == pytest.approx([1200.5, 2400.0, 3000.0, 3600.0])
-        assert cpus["total"].fields["freq_mhz"] == pytest.approx(2550.125)
+    freqs = [cpus[str(i)].fields["freq_mhz"] for i in range(4)]  # the root's cpuinfo, always
+    assert freqs == pytest.approx([1200.5, 2400.0, 3000.0, 3600.0])
+    assert cpus["total"].fields["freq_mhz"] == pytest.approx(2550.125)
     (mem,) = [r for r in readings if r.measurement == "mem"]
     assert mem.fields == {
         "used_bytes": 8192000 * 1024,
@@ -121,7 +117,7 @@ def test_fixture_proc_is_honoured():
     assert set(nets) == {"eth0", "wlan0"}
     assert nets["eth0"].counters["recv_bytes_total"].raw == 123456789
     assert nets["eth0"].counters["sent_bytes_total"].raw == 9876543
-    assert src.available() == (True, f"4 CPUs, 4 disks, 2 interfaces (psutil, {FIXTURE})")
+    assert src.available() == (True, f"4 CPUs, 4 disks, 2 interfaces (from {FIXTURE})")
 
 
 def test_disks_and_nets_can_be_turned_off():
@@ -170,3 +166,83 @@ def test_concurrent_reads_of_two_roots_do_not_mix():
 )
 def test_partitions_follow_kernel_naming(name, names, partition):
     assert _is_partition(name, names) is partition
+
+
+def psutil_figures(root: Path | str = "/proc") -> dict:
+    """What the source read through psutil before it parsed /proc itself, for comparison."""
+    with psutil_procfs(root):
+        vm, swap = psutil.virtual_memory(), psutil.swap_memory()
+        disks = psutil.disk_io_counters(perdisk=True, nowrap=False) or {}
+        nets = psutil.net_io_counters(pernic=True, nowrap=False)
+        try:
+            freqs = [f.current for f in psutil.cpu_freq(percpu=True)]
+        except NotImplementedError:
+            freqs = []
+        return {
+            "cpus": [busy_seconds(t)[0] for t in psutil.cpu_times(percpu=True)],
+            "mem": {"used_bytes": vm.used, "available_bytes": vm.available,
+                    "total_bytes": vm.total, "swap_used_bytes": swap.used},
+            "disks": {d: (c.read_bytes, c.write_bytes) for d, c in disks.items()},
+            "nets": {n: (c.bytes_recv, c.bytes_sent) for n, c in nets.items() if n != "lo"},
+            "freqs": [f for f in freqs if f > 0],
+        }  # fmt: skip
+
+
+def figures(readings) -> dict:
+    cpus = by(readings, "cpu", "cpu")
+    (mem,) = [r for r in readings if r.measurement == "mem"]
+    raw = {
+        key: {k: tuple(c.raw for c in r.counters.values()) for k, r in by(readings, m, t).items()}
+        for key, m, t in (("disks", "disk", "device"), ("nets", "net", "interface"))
+    }
+    return {
+        "cpus": [cpus[str(i)].counters["busy_seconds_total"].raw for i in range(len(cpus) - 1)],
+        "mem": dict(mem.fields),
+        **raw,
+        "freqs": [cpus[str(i)].fields.get("freq_mhz") for i in range(len(cpus) - 1)],
+    }
+
+
+def test_the_fixture_gives_psutils_figures():
+    mine, theirs = figures(SystemSource(FIXTURE).read()), psutil_figures(FIXTURE)
+    assert mine["cpus"] == theirs["cpus"] and mine["mem"] == theirs["mem"]
+    assert mine["nets"] == theirs["nets"]
+    assert mine["disks"] == {d: v for d, v in theirs["disks"].items() if d in mine["disks"]}
+
+
+def test_this_machine_gives_psutils_series_and_fixed_figures():
+    mine, theirs = figures(SystemSource().read()), psutil_figures()
+    assert len(mine["cpus"]) == len(theirs["cpus"]) == psutil.cpu_count()
+    assert set(mine["nets"]) == set(theirs["nets"])
+    assert set(mine["disks"]) <= set(theirs["disks"])
+    assert mine["mem"]["total_bytes"] == theirs["mem"]["total_bytes"]
+    if len(theirs["freqs"]) == len(theirs["cpus"]):  # psutil truncates to kHz
+        assert mine["freqs"] == pytest.approx(theirs["freqs"], abs=0.001)
+
+
+@pytest.mark.parametrize("gap", ["no MemAvailable", "no swap lines", "no cpu MHz", "no diskstats"])
+def test_where_proc_lacks_what_is_parsed_psutil_gives_the_figures(tmp_path, gap):
+    """Old kernels (no MemAvailable), ARM (no cpu MHz in cpuinfo) and the like."""
+    root = tmp_path / "proc"
+    shutil.copytree(FIXTURE, root)
+    meminfo, cpuinfo = root / "meminfo", root / "cpuinfo"
+    if gap == "no MemAvailable":
+        lines = meminfo.read_text().splitlines(keepends=True)
+        meminfo.write_text("".join(x for x in lines if not x.startswith("MemAvailable")))
+    elif gap == "no swap lines":
+        lines = meminfo.read_text().splitlines(keepends=True)
+        meminfo.write_text("".join(x for x in lines if not x.startswith("Swap")))
+    elif gap == "no cpu MHz":
+        lines = cpuinfo.read_text().splitlines(keepends=True)
+        cpuinfo.write_text("".join(x for x in lines if not x.startswith("cpu MHz")))
+    else:
+        (root / "diskstats").unlink()
+    mine, theirs = figures(SystemSource(root).read()), psutil_figures(root)
+    assert mine["mem"] == theirs["mem"]
+    assert [f for f in mine["freqs"] if f] == (theirs["freqs"] if gap == "no cpu MHz" else
+                                               [1200.5, 2400.0, 3000.0, 3600.0])  # fmt: skip
+    if gap == "no diskstats":  # psutil reads this machine's /sys/block, which moves on
+        assert set(mine["disks"]) <= set(theirs["disks"])
+    else:
+        assert mine["disks"] == {d: v for d, v in theirs["disks"].items() if d in mine["disks"]}
+    assert psutil.PROCFS_PATH == "/proc"

@@ -10,6 +10,14 @@ The zone layout is found by :meth:`RaplSource.available` (or the first :meth:`Ra
 and then kept: a zone that disappears later is an error, never a silently missing domain. The
 readings themselves carry no state between calls; wraparound and watts are the agent's job.
 
+Each ``energy_uj`` is opened once, when its zone is found, and read with ``pread`` at offset 0
+(:class:`CounterFile`): sysfs calls the attribute's ``show()`` anew for every read from offset 0
+(since Linux 2.6.26), so this reads the live counter at a fraction of the cost of an open, a
+read and a close per sample. The descriptor is a resource, not state: every read returns what
+the file holds then. It is opened again when a read fails (a zone removed and added back
+answers ``ENODEV`` on the old descriptor), and, for a plain file (a fixture tree), when the file
+was replaced or deleted; :meth:`RaplSource.close` (called by the agent at stop) lets go of them.
+
 Each counter carries its ceiling (``Counter.max_rate``, :mod:`.ceilings`), read once per zone
 when it is found: :data:`~.ceilings.HEADROOM` times the highest power the zone's constraints
 state, the largest of their ``constraint_*_max_power_uw`` (PL1's is the TDP) and
@@ -21,6 +29,7 @@ it may be a disabled one.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -110,18 +119,68 @@ def _name_zones(dirs: dict[str, Path]) -> list[Zone]:
 
 
 def _read_counter(path: Path | str) -> int:
+    """The integer in ``path``, read once (``max_energy_range_uj``)."""
     try:
-        with open(path, "rb") as f:  # plain open: pathlib costs more than the read, at 10 Hz
+        with open(path, "rb") as f:
             return int(f.read())
-    except PermissionError as e:
-        raise SourceUnavailable(ROOT_ONLY.format(path)) from e
-    except OSError as e:
-        raise SourceError(
+    except (OSError, ValueError) as e:
+        raise _failure(path, e) from e
+
+
+def _failure(path: Path | str, e: OSError | ValueError) -> SourceError:
+    """A failure to read a counter file, as the :class:`SourceError` that names its fix."""
+    if isinstance(e, PermissionError):
+        return SourceUnavailable(ROOT_ONLY.format(path))
+    if isinstance(e, OSError):
+        return SourceError(
             f"cannot read {path}: {e.strerror or e} (the RAPL zone vanished: was intel_rapl_msr "
             "unloaded? `modprobe intel_rapl_msr`, then restart the agent)"
-        ) from e
-    except ValueError as e:
-        raise SourceError(f"{path} does not hold an integer: is this a powercap tree?") from e
+        )
+    return SourceError(f"{path} does not hold an integer: is this a powercap tree?")
+
+
+class CounterFile:
+    """One ``energy_uj``, kept open and read with ``pread`` at offset 0 (module docstring).
+
+    A kernel attribute states a size (sysfs: a page) other than what a read returns; a plain
+    file's size is what it holds. Only a plain file can be replaced or deleted while open, so
+    only its link count is looked at before each read: 0 means the name now leads elsewhere.
+    """
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = str(path)
+        self._fd: int | None = None
+        self._plain = False
+
+    def read(self) -> int:
+        """The counter as the file holds it now (:class:`SourceError` naming the file)."""
+        try:
+            fd = self._fd
+            if fd is None or (self._plain and os.fstat(fd).st_nlink == 0):
+                fd = self._open()
+            try:
+                data = os.pread(fd, 32, 0)
+            except OSError:  # ENODEV, ESTALE: the zone went away (and may be back): open anew
+                data = os.pread(self._open(), 32, 0)
+            return int(data)
+        except (OSError, ValueError) as e:
+            raise _failure(self.path, e) from e
+
+    def _open(self) -> int:
+        self.close()
+        fd = self._fd = os.open(self.path, os.O_RDONLY)
+        size = os.fstat(fd).st_size
+        self._plain = size == len(os.pread(fd, 32, 0))
+        return fd
+
+    def close(self) -> None:
+        """Let go of the descriptor (the next :meth:`read` opens the file again)."""
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
+
+    def __del__(self) -> None:
+        self.close()
 
 
 def zone_ceiling_uw(path: Path, default_watts: float) -> float:
@@ -160,10 +219,12 @@ class RaplSource:
         self.powercap = Path(sysfs_root) / "class" / "powercap"
         self.max_watts = max_watts
         self._zones: list[Zone] = []
+        self._files: dict[str, CounterFile] = {}  # domain -> its zone's open energy_uj
 
     def available(self) -> tuple[bool, str]:
         """Find the zones anew and say which domains can be read, or why none can."""
-        self._zones = []
+        self.close()
+        self._zones, self._files = [], {}
         try:
             zones = _name_zones(_zone_dirs(self.powercap))
         except OSError:
@@ -173,16 +234,19 @@ class RaplSource:
         chosen: dict[str, Zone] = {}
         unread: dict[str, str] = {}  # domain -> why no zone of it can be read
         for zone in (z for z in zones if z.domain not in chosen):  # mmio only where MSR fails
+            energy = CounterFile(zone.path / "energy_uj")
             try:
-                _read_counter(zone.path / "energy_uj")
+                energy.read()
                 wrap_uj = _read_counter(zone.path / "max_energy_range_uj")
-            except SourceUnavailable:
-                unread.setdefault(zone.domain, ROOT_ONLY.format(self.powercap))
             except SourceError as e:
-                unread.setdefault(zone.domain, str(e))
+                energy.close()
+                root_only = isinstance(e, SourceUnavailable)  # said once, for the whole tree
+                why = ROOT_ONLY.format(self.powercap) if root_only else str(e)
+                unread.setdefault(zone.domain, why)
             else:
                 max_uw = zone_ceiling_uw(zone.path, self.max_watts)
                 chosen[zone.domain] = replace(zone, wrap_uj=wrap_uj, max_uw=max_uw)
+                self._files[zone.domain] = energy
                 unread.pop(zone.domain, None)
         in_order = dict.fromkeys(zone.domain for zone in zones)  # MSR order, mmio fallbacks too
         self._zones = [chosen[domain] for domain in in_order if domain in chosen]
@@ -209,7 +273,7 @@ class RaplSource:
         readings = []
         for zone in self._zones:
             counter = Counter(
-                raw=_read_counter(f"{zone.path}/energy_uj"),
+                raw=self._files[zone.domain].read(),
                 scale=SCALE,
                 wrap=zone.wrap_uj,
                 rate_field="watts",
@@ -218,6 +282,11 @@ class RaplSource:
             tags = energy_tags(self.name, zone.domain)
             readings.append(Reading(ENERGY, tags, counters={"joules_total": counter}))
         return readings
+
+    def close(self) -> None:
+        """Close every counter file (a later :meth:`read` opens them again)."""
+        for energy in self._files.values():
+            energy.close()
 
 
 SPEC = SourceSpec(
