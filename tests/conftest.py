@@ -7,12 +7,19 @@ InfluxDB: ``influxd`` yields an :class:`influxd.InfluxTarget`: one real ``influx
 session (``influxd_server``) and a fresh database name per test (``.url``, ``.http``,
 ``.database``, ``.stop()``, ``.start()``, ``.query(q)``). Where ``influxd`` is not installed the
 tests are skipped, unless ``TUBAI_REQUIRE_INFLUXDB=1`` makes that a failure.
+
+CPU load: tests marked ``timing`` (measured windows, end-to-end energy, agent cadence) must hold
+on a busy machine. ``--cpu-load N`` (or ``TUBAI_TEST_CPU_LOAD=N``; ``cores`` for one per CPU this
+process may use) runs N busy-loop processes beside each of them, from its first fixture to its
+last teardown; ``make test`` runs them a second time so (pyproject.toml, the marker).
 """
 
 from __future__ import annotations
 
 import itertools
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,6 +32,47 @@ from exporters.stores.sqlite import SQLiteStore
 
 _INFLUXD_MISSING = "influxd not found: apt-get install influxdb (Debian) to run the InfluxDB tests"
 _databases = itertools.count(1)
+# A busy loop that ends by itself soon after pytest does, however pytest ended.
+_BUSY = "import os\nparent = os.getppid()\nwhile os.getppid() == parent:\n    sum(range(10**5))\n"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--cpu-load",
+        default=os.environ.get("TUBAI_TEST_CPU_LOAD", "0"),
+        help="busy-loop processes to run beside each test marked timing: a number, or 'cores' "
+        "for one per usable CPU (default: $TUBAI_TEST_CPU_LOAD, else 0)",
+    )
+
+
+def _cpu_load(config: pytest.Config) -> int:
+    value = str(config.getoption("--cpu-load")).strip()
+    if value == "cores":
+        return len(os.sched_getaffinity(0))
+    if not value.isdigit():
+        raise pytest.UsageError(f"--cpu-load / TUBAI_TEST_CPU_LOAD: {value!r} is not a number")
+    return int(value)
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    n = _cpu_load(config)
+    return f"cpu load: {n} busy-loop processes beside each test marked timing" if n else None
+
+
+@pytest.fixture(autouse=True)
+def cpu_load(request: pytest.FixtureRequest) -> Iterator[int]:
+    """Busy-loop processes (``--cpu-load``) for the whole of a test marked ``timing``."""
+    n = _cpu_load(request.config) if request.node.get_closest_marker("timing") else 0
+    busy = [
+        subprocess.Popen([sys.executable, "-c", _BUSY], stdin=subprocess.DEVNULL) for _ in range(n)
+    ]
+    try:
+        yield n
+    finally:
+        for process in busy:
+            process.kill()
+        for process in busy:
+            process.wait()
 
 
 @pytest.fixture(scope="session")

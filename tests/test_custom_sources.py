@@ -58,6 +58,7 @@ def test_custom_sources_are_loaded_from_a_config_file(tmp_path) -> None:
     assert load_config(env={})["sources"]["custom"] == []
 
 
+@pytest.mark.timing
 def test_the_agent_samples_them_and_windows_count_only_matching_domains(tmp_path, store) -> None:
     cfg = load_config(config_file(tmp_path, RISER, WALL), env={})
     ready, _, _ = build_sources(cfg)

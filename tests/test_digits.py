@@ -54,6 +54,7 @@ def test_cnn_takes_0_to_255_8x8_and_gives_10_probabilities():
     np.testing.assert_allclose(out.sum(axis=1), 1.0, rtol=1e-5)
 
 
+@pytest.mark.timing
 def test_trained_model_is_accurate_and_cached(trained, cache_dir):
     model, first_s = trained
     path = cache_dir / digits.CACHE_NAME

@@ -137,6 +137,7 @@ def test_missing_ipmitool(tmp_path) -> None:
         source.read()
 
 
+@pytest.mark.timing
 def test_a_bmc_that_times_out_is_left_alone_for_a_while(tmp_path) -> None:
     fake = fake_ipmitool(tmp_path, "dell_poweredge.txt", sleep=5)
     source = IpmiSource(ipmitool=str(fake.path), timeout_s=0.2)

@@ -48,6 +48,7 @@ def test_entries_survive_reopen_and_keep_any_text(tmp_path: Path) -> None:
     again.close()
 
 
+@pytest.mark.timing
 def test_concurrent_appends_and_draining_lose_nothing(tmp_path: Path) -> None:
     spool = Spool(tmp_path)
     writers, per_writer = 4, 50
