@@ -263,7 +263,7 @@ def test_sigterm_while_influxdb_hangs_exits_in_time_and_the_spool_keeps_the_poin
         before = spooled(spool_dir)
         took_s, err = stop_within_bound(agent)
     assert agent.returncode == 0, err
-    assert took_s <= EXIT_S + 1.5, err  # Docker kills after 10 s; it took 17.7 s before
+    assert took_s <= EXIT_S + 2.0, err  # 8 s at most (Docker kills after 10 s); it took 17.7 s
     assert "Traceback" not in err
     energy = spooled(spool_dir, "energy,%")
     assert spooled(spool_dir) > before and energy > 0  # nothing sent, nothing lost
@@ -285,7 +285,7 @@ def test_sigterm_while_the_sqlite_lock_is_held_exits_in_time_and_says_what_was_l
     with write_lock(db, 120):
         time.sleep(1.0)  # a batch or two wait for the lock
         took_s, err = stop_within_bound(agent)
-    assert took_s <= EXIT_S + 1.5, err
+    assert took_s <= EXIT_S + 2.0, err
     assert agent.returncode == 1, err
     last = err.strip().splitlines()[-1]
     assert last.startswith("exporters: error: ") and "points were not stored" in last, err
