@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import os
 import re
 import sys
 
-from exporters.cli import ArgumentParser, main_guard, positive_float, setup_logging
+from exporters.cli import (
+    ArgumentParser,
+    main_guard,
+    positive_float,
+    setup_logging,
+    whole_number,
+)
 from exporters.config_checks import tag_problem
 from exporters.errors import UsageError, shown
+from exporters.priority import cpu_problem
+from scoring import jsonout
 
 MAX_COUNT = 10**9  # images, passes or a batch: more is a typo (and no memory holds such a batch)
 
@@ -28,6 +36,17 @@ def _positive_int(text: str) -> int:
 
 def _idle(text: str) -> float:
     return 0.0 if text.strip() in ("0", "0.0") else positive_float(text)
+
+
+def _cpu(text: str) -> int:
+    """argparse type: a CPU this process may run on."""
+    import argparse
+
+    cpu = whole_number(text)
+    why = cpu_problem(cpu)
+    if why:
+        raise argparse.ArgumentTypeError(why)
+    return cpu
 
 
 def _parser() -> ArgumentParser:
@@ -55,7 +74,14 @@ def _parser() -> ArgumentParser:
         "Power asks for 60 s)",
     )  # fmt: skip
     run.add_argument("--store", help="store URL (default TUBAI_STORE or sqlite:///data/tubai.db)")
-    run.add_argument("--run-id", help="name of the run (default: model, time and a random tag)")
+    run.add_argument("--run-id", help="name of the run (default: model, time and a random tag); "
+                     "one already in the store is refused, unless --replace")  # fmt: skip
+    run.add_argument("--replace", action="store_true",
+                     help="run a --run-id already in the store again: scoring takes the newest "
+                     "run, the older events stay")  # fmt: skip
+    run.add_argument("--agent-cpu", type=_cpu, metavar="N",
+                     help="keep our own sampling agent's thread on CPU N (one the inference "
+                     "is kept off, with taskset or the framework's own settings)")  # fmt: skip
     run.add_argument("--json", action="store_true", help="print one JSON document")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     models = sub.add_parser("models", help="list the model registry")
@@ -63,10 +89,12 @@ def _parser() -> ArgumentParser:
     return parser
 
 
-def _check_run_id(run_id: str | None) -> None:
+def _check_run_id(run_id: str | None, replace: bool) -> None:
     why = None if run_id is None else tag_problem(run_id)
     if why:
         raise UsageError(f"--run-id {shown(run_id)} is not usable: {why}")
+    if replace and run_id is None:
+        raise UsageError("--replace runs a --run-id again: give the --run-id to replace")
 
 
 def _table(summaries: list[dict]) -> str:
@@ -116,11 +144,11 @@ def _image_error(e: Exception, data: str) -> Exception:
 
 
 def run(args) -> int:
-    from benchmark.runner import RunOptions, prepare, run_benchmark
+    from benchmark.runner import RunOptions, claim_run_id, prepare, run_benchmark
     from benchmark.sampling import Sampler
     from exporters.stores import open_store
 
-    _check_run_id(args.run_id)
+    _check_run_id(args.run_id, args.replace)
     opts = RunOptions(
         model=args.model, data=args.data, batch_size=args.batch_size, limit=args.limit,
         repeats=args.repeats, weights=args.weights, idle_s=args.idle, run_id=args.run_id,
@@ -128,19 +156,21 @@ def run(args) -> int:
         progress=not args.no_progress and sys.stderr.isatty(),
     )  # fmt: skip
     prepared = prepare(opts)  # bad input fails here, before anything starts
-    with open_store(args.store) as store, Sampler(store) as sampler:
-        print(f"sampling: {sampler.describe()}", file=sys.stderr)
-        try:
-            results = run_benchmark(opts, store, sampler, prepared)
-        except Exception as e:
-            error = _image_error(e, args.data)
-            if error is e:
-                raise
-            raise error from e
+    with open_store(args.store) as store:
+        run_id = claim_run_id(store, args.run_id, prepared.spec.name, args.repeats, args.replace)
+        opts = dataclasses.replace(opts, run_id=run_id)
+        with Sampler(store, agent_cpu=args.agent_cpu) as sampler:
+            print(f"sampling: {sampler.describe()}", file=sys.stderr)
+            try:
+                results = run_benchmark(opts, store, sampler, prepared)
+            except Exception as e:
+                error = _image_error(e, args.data)
+                if error is e:
+                    raise
+                raise error from e
     summaries = [r.summary() for r in results]
     if args.json:
-        json.dump({"runs": summaries}, sys.stdout, indent=2)
-        print()
+        jsonout.dump({"runs": summaries})
     else:
         print(_table(summaries))
     return 0
@@ -150,8 +180,7 @@ def models(args) -> int:
     from benchmark.listing import registry_json, registry_table
 
     if args.json:
-        json.dump(registry_json(), sys.stdout, indent=2)
-        print()
+        jsonout.dump(registry_json())
     else:
         print(registry_table())
     return 0

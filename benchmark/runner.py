@@ -5,7 +5,10 @@ Order of a benchmark: build the model and open the dataset; make sure this host 
 outside any window (tracing, allocation, caches); then for each repeat write a ``start`` event,
 run every batch through the compiled predict function, and write an ``end`` event with the
 results. An exception or Ctrl-C during a pass writes a ``fail`` event with the reason and no
-``end``. Afterwards the energy of each window comes from the same store query as every score.
+``end``. Each edge of a window (a pass, the idle baseline) is an edge reading
+(:meth:`~benchmark.sampling.Sampler.mark`): the counters read at that instant and stored as
+samples, whose instant the event carries, so that nothing at the edges is interpolated.
+Afterwards the energy of each window comes from the same store query as every score.
 """
 
 from __future__ import annotations
@@ -20,9 +23,10 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from benchmark.records import RunEnd, RunFail, RunStart, RunTags, write_event
+from benchmark.records import RunEnd, RunFail, RunStart, RunTags, ids_in_use, write_event
 from benchmark.sampling import Sampler
 from exporters import clock
+from exporters.errors import StoreError, UsageError, shown
 from exporters.stores.base import Store
 from exporters.times import format_time
 from exporters.window import WindowEnergy, window_energy
@@ -90,6 +94,40 @@ class RunResult(RunScore):
 def default_run_id(model: str) -> str:
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     return f"{model}-{stamp}-{secrets.token_hex(2)}"
+
+
+def run_ids(base: str, repeats: int) -> list[str]:
+    """The run ids of a benchmark's passes: ``base`` for one pass, ``base.1``, ``base.2``, ...
+    for several."""
+    return [base] if repeats == 1 else [f"{base}.{i}" for i in range(1, repeats + 1)]
+
+
+def claim_run_id(
+    store: Store, wanted: str | None, model: str, repeats: int, replace: bool = False
+) -> str:
+    """The base run id of a benchmark of ``model``.
+
+    ``wanted`` (``--run-id``): refused with :class:`UsageError` where one of its passes' ids
+    already has events in the store, unless ``replace``: the older events then stay, and scoring
+    takes the newest run under the id. None: a new default id, none of whose ids is in use. A
+    store that cannot be read is logged and not checked."""
+    try:
+        if wanted is None:
+            base = default_run_id(model)
+            while ids_in_use(store, run_ids(base, repeats)):
+                base = default_run_id(model)
+            return base
+        used = [] if replace else ids_in_use(store, run_ids(wanted, repeats))
+    except StoreError as e:
+        log.warning("could not check whether the run id is in use (%s): going on", e)
+        return wanted or default_run_id(model)
+    if used:
+        raise UsageError(
+            f"--run-id {shown(wanted)} is in use: {shown(used[0])} already has run events in "
+            f"{store.url}; give another --run-id, or add --replace to run it again (the older "
+            "events stay, scoring takes the newest)"
+        )
+    return wanted
 
 
 class _Accuracy:
@@ -189,9 +227,9 @@ def _idle_watts(idle_s: float, store: Store, sampler: Sampler) -> float | None:
     """The host's power over ``idle_s`` seconds of doing nothing (None for no baseline)."""
     if idle_s <= 0:
         return None
-    idle_start = clock.wall_ns()
+    idle_start, _ = sampler.mark()
     time.sleep(idle_s)
-    idle_end = clock.wall_ns()
+    idle_end, _ = sampler.mark()
     sampler.wait_past(idle_end)
     idle = window_energy(store, idle_start, idle_end, host=sampler.host)
     return idle.total_joules / ((idle_end - idle_start) / 1e9)
@@ -209,13 +247,13 @@ def _measured_pass(bench: _Bench, repeat: int) -> RunResult:
     """One window: a ``start`` event, every batch (again until ``min_duration_s``), then an
     ``end`` event with the results, or a ``fail`` event with the reason if anything breaks."""
     opts, store, p = bench.opts, bench.store, bench.prepared
-    run_id = bench.base_id if opts.repeats == 1 else f"{bench.base_id}.{repeat}"
+    run_id = run_ids(bench.base_id, opts.repeats)[repeat - 1]
     tags = RunTags(run_id, p.spec.name, p.backend, p.dataset.name, bench.sampler.host)
     start = RunStart(repeat=repeat, repeats=opts.repeats, warmup_batches=opts.warmup_batches,
                      warmup_end=format_time(bench.warmup_end_ns))  # fmt: skip
     bar = tqdm(total=p.dataset.size, unit="img", disable=not opts.progress, desc=run_id,
                leave=False)  # fmt: skip
-    start_ns = write_event(store, tags, start)
+    start_ns = write_event(store, tags, start, bench.sampler.mark()[0])  # the edge's instant
     try:
         accuracy = _predict_all(bench, bar)
     except BaseException as e:
@@ -225,7 +263,7 @@ def _measured_pass(bench: _Bench, repeat: int) -> RunResult:
         raise
     finally:
         bar.close()
-    end_ns = clock.wall_ns()
+    end_ns, _ = bench.sampler.mark()
     end = _end_event(bench, accuracy, repeat, (end_ns - start_ns) / 1e9)
     write_event(store, tags, end, end_ns)
     result = RunResult.started(tags, start_ns, notes=bench.notes)
@@ -266,8 +304,8 @@ def _end_event(bench: _Bench, accuracy: _Accuracy, repeat: int, duration_s: floa
         top1=accuracy.top1 / accuracy.n if measured else spec.top1,
         top5=accuracy.top5 / accuracy.n if measured else spec.top5,
         accuracy_source="measured" if measured else "published",
-        batch_size=opts.batch_size, params=spec.params or model.count_params(),
-        macs=spec.macs or count_macs(model), weights=p.weights, duration_s=duration_s,
+        batch_size=opts.batch_size, params=spec.params or model.count_params() or None,
+        macs=spec.macs or count_macs(model) or None, weights=p.weights, duration_s=duration_s,
         repeat=repeat, repeats=opts.repeats, published_top1=spec.top1,
         idle_watts=bench.idle_watts, keras=keras.__version__, pid=os.getpid(),
     )  # fmt: skip

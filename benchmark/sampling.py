@@ -1,25 +1,40 @@
-"""Makes sure this host's energy is being sampled into the store while windows are measured.
+"""Makes sure this host's energy is being sampled into the store while windows are measured,
+and reads the counters at each window's edges.
 
 If an exporter already feeds the store (energy points from this host in the last few seconds),
 nothing is started and windows are only tagged. Otherwise (the embedded store, no service) an
 agent runs in a background thread for as long as the sampler is open, with the sources the
-configuration enables. A store that cannot be written is refused before either (one line,
-exit 2, in ``python -m benchmark``). Either way :meth:`Sampler.wait_past` waits until samples
-after a window's end are stored, so the window's end edge can be interpolated.
+configuration enables; it has read every source once when :meth:`Sampler.start` returns. A
+store that cannot be written is refused before either (one line, exit 2, in
+``python -m benchmark``).
+
+:meth:`Sampler.edge` reads the counters at a window's edge (:mod:`exporters.edges`): our own
+agent reads its sources directly; an exporter is asked over ``POST /sample`` on its metrics
+port, on this machine's loopback (``TUBAI_EXPORTER_URL``, default :data:`EXPORTER_URL`: the
+Docker stack's). Either way the reading is stored as a sample of each series at the edge's
+instant, which :meth:`Sampler.mark` makes the window's edge. Where the exporter cannot be asked
+(no metrics port, another host's), the edge is now, and the window's energy is interpolated
+between the exporter's samples (said once, and in each result's ``edges``);
+:meth:`Sampler.wait_past` waits until samples after a window's end are stored for that.
 """
 
 from __future__ import annotations
 
+import http.client
+import json
 import logging
+import os
 import socket
 import threading
 import time
+from urllib.parse import urlsplit
 
 from exporters import clock
 from exporters.agent import Agent
 from exporters.config import load_config
 from exporters.domains import IN_TOTAL, domain_of, domain_roles
-from exporters.errors import StoreError
+from exporters.edges import SAMPLE_PATH, EdgeReading
+from exporters.errors import StoreError, shown
 from exporters.schema import ENERGY
 from exporters.sources import build_sources
 from exporters.stores.base import Store
@@ -27,19 +42,60 @@ from exporters.stores.base import Store
 log = logging.getLogger(__name__)
 
 FRESH_S = 5.0
+FIRST_ROUND_S = 15.0  # our agent's first read of every source, at most
+EXPORTER_URL = "http://127.0.0.1:9101"  # the stack's exporter: its metrics port, host loopback
+EDGE_TIMEOUT_S = 1.0  # an exporter on this machine answers in milliseconds
+
+
+class EdgeUnavailable(Exception):
+    """The exporter could not be asked for an edge reading: why, in words."""
+
+
+def ask_exporter(url: str, timeout_s: float = EDGE_TIMEOUT_S) -> EdgeReading:
+    """``POST /sample`` to the exporter at ``url`` (its metrics port): the edge reading it took.
+    :class:`EdgeUnavailable` where it cannot be reached or does not answer with one."""
+    parts = urlsplit(url)
+    if parts.scheme != "http" or not parts.hostname:
+        raise EdgeUnavailable(f"{shown(url)} is not an http://host:port URL")
+    try:
+        connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout_s)
+        try:
+            connection.request("POST", parts.path.rstrip("/") + SAMPLE_PATH, body=b"")
+            response = connection.getresponse()
+            body = response.read(1 << 22)
+        finally:
+            connection.close()
+    except (OSError, ValueError, http.client.HTTPException) as e:
+        raise EdgeUnavailable(f"{url} cannot be reached ({str(e) or type(e).__name__})") from e
+    if response.status != 200:
+        raise EdgeUnavailable(f"{url}{SAMPLE_PATH} answered {response.status} {response.reason}")
+    try:
+        return EdgeReading.from_dict(json.loads(body))
+    except ValueError as e:
+        raise EdgeUnavailable(f"{url}{SAMPLE_PATH} answered no edge reading ({e})") from e
 
 
 class Sampler:
     """An exporter found feeding the store, or an agent thread of our own."""
 
-    def __init__(self, store: Store, host: str | None = None, config: dict | None = None):
+    def __init__(
+        self,
+        store: Store,
+        host: str | None = None,
+        config: dict | None = None,
+        exporter_url: str | None = None,
+        agent_cpu: int | None = None,
+    ):
         self.store = store
+        self.agent_cpu = agent_cpu  # our agent's thread kept on this CPU (--agent-cpu)
         self.config = config or load_config()
         self.host = host or self.config["host"] or socket.gethostname()
+        self.exporter_url = exporter_url or os.environ.get("TUBAI_EXPORTER_URL") or EXPORTER_URL
         self.agent: Agent | None = None
         self._thread: threading.Thread | None = None
         self.notes: list[str] = []
         self.external = False
+        self._told: str | None = None  # why the exporter could not be asked, said once
 
     def _recent(self, since_ns: int) -> list:
         try:
@@ -80,12 +136,51 @@ class Sampler:
             intervals=self.config["interval_s"],
             flush_interval_s=min(0.25, self.config["flush_interval_s"]),
             waiting=waiting,
+            priority=self.config["sampler_priority"],
+            cpus=None if self.agent_cpu is None else {self.agent_cpu},
         )
         self._thread = threading.Thread(target=self.agent.run, name="tubai-agent", daemon=True)
         self._thread.start()
-        interval = self.config["interval_s"]["power"]
-        time.sleep(2.5 * interval)  # samples before the first window opens
+        # every source read once (a sample before the first window of those not read at edges)
+        self.agent.first_round.wait(FIRST_ROUND_S)
         return self
+
+    def edge(self) -> EdgeReading | None:
+        """The counters read now and stored as samples at the reading's instant: by our own
+        agent, or by the exporter (``POST /sample``); None where neither can (the window's
+        edge is then interpolated between samples)."""
+        if self.agent is not None:
+            try:
+                return self.agent.sample_now()
+            except RuntimeError:
+                return None  # stopped
+        if not self.external:
+            return None
+        try:
+            reading = ask_exporter(self.exporter_url)
+        except EdgeUnavailable as e:
+            return self._interpolated(str(e))
+        if reading.host != self.host:
+            return self._interpolated(
+                f"the exporter at {self.exporter_url} samples {shown(reading.host)}, "
+                f"not {shown(self.host)}"
+            )
+        return reading
+
+    def _interpolated(self, why: str) -> None:
+        if why != self._told:
+            self._told = why
+            log.warning(
+                "window edges are interpolated between the exporter's samples: %s (set "
+                "TUBAI_EXPORTER_URL to the exporter's metrics port, --metrics-port)",
+                why,
+            )
+
+    def mark(self) -> tuple[int, EdgeReading | None]:
+        """A window's edge: the instant of an edge reading (:meth:`edge`), and the reading;
+        now and None where there is none."""
+        reading = self.edge()
+        return (clock.wall_ns() if reading is None else reading.time_ns), reading
 
     def describe(self) -> str:
         """One line: who samples, and with which sources."""

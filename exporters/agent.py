@@ -15,20 +15,30 @@ period the agent writes its own health: per collector ``duration_s`` and ``ok``;
 ``store_stalled_s`` and ``points_dropped_total``; these are also served on ``/metrics``. Sources
 that are not available at start are checked again every ``RECHECK_S`` seconds. When it stops,
 the agent calls ``close()`` on every source that has one (:mod:`exporters.sources.base`).
+
+:meth:`Agent.sample_now` reads every power source sampled at the power cadence at once, at any
+moment, from any thread (a window's edge: :mod:`exporters.edges`): its points go to the writer
+like any sample, their counters advance the same totals (one lock keeps the loop's reads and
+these in order), and it returns the totals read. Those points carry no rates (watts stay
+measured between periodic samples) and do not replace the latest values ``/metrics`` serves.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import secrets
 import threading
 import time
 from collections.abc import Sequence
 
 from exporters import clock
 from exporters.counters import CounterTotals
+from exporters.domains import domain_of
+from exporters.edges import EdgeReading, EdgeSeries
 from exporters.errors import SourceError, StoreError
-from exporters.schema import AGENT, Point, Reading
+from exporters.priority import lower_this_thread, pin_this_thread
+from exporters.schema import AGENT, ENERGY, Point, Reading
 from exporters.sources.base import Source
 from exporters.stores.base import Store
 from exporters.writer import MAX_QUEUED, STALL_S, StoreWriter
@@ -37,6 +47,11 @@ log = logging.getLogger(__name__)
 
 RECHECK_S = 30.0
 FINAL_FLUSH_S = 5.0  # after stop: writing what waits, and the store's flush, within this
+
+
+def _nonfinite(value: object) -> bool:
+    """Whether ``value`` is a float no store can keep (NaN, infinity)."""
+    return isinstance(value, float) and not math.isfinite(value)
 
 
 class Agent:
@@ -51,6 +66,8 @@ class Agent:
         flush_interval_s: float = 1.0,
         waiting: Sequence[Source] = (),
         max_queued: int = MAX_QUEUED,
+        priority: str = "normal",
+        cpus: set[int] | None = None,
     ) -> None:
         self.store = store
         self.host = host
@@ -68,8 +85,19 @@ class Agent:
         self._buffer: list[Point] = []
         self._stats: dict[str, list] = {}
         self._stop = threading.Event()
+        self._wakeup = threading.Lock()  # held while the loop sleeps; stop() releases it
+        self._wakeup.acquire()
+        self._series: dict[tuple, tuple[dict[str, str], tuple]] = {}  # see _series_of
         self._errors: dict[str, str] = {}
         self._refused: set[tuple] = set()
+        self._lock = threading.Lock()  # source reads and the totals: the loop's and edges'
+        self._closed = False
+        self.instance = secrets.token_hex(4)  # names this agent's counter segments
+        self.first_round = threading.Event()
+        """Set once the loop has read every source once."""
+        self.priority, self.cpus = priority, cpus
+        """How :meth:`run`'s thread (and the writer thread it starts) is scheduled:
+        :mod:`exporters.priority`."""
 
     @property
     def points_total(self) -> int:
@@ -82,10 +110,65 @@ class Agent:
     def stop(self) -> None:
         """Ask the loop to finish; it flushes and returns."""
         self._stop.set()
+        try:
+            self._wakeup.release()  # wakes the loop now
+        except RuntimeError:
+            pass  # released already: the loop is awake
+
+    def reads_at_edges(self, source: Source) -> bool:
+        """Whether :meth:`sample_now` reads ``source``: a power source at the power cadence
+        (one with a cadence of its own, a scraped exporter or a slow meter, is left out)."""
+        return source.kind == "power" and not getattr(source, "interval_s", None)
 
     def sample(self, source: Source) -> list[Point]:
         """Read one source once and turn its readings into points (errors are recorded)."""
-        mono0, wall0 = time.monotonic_ns(), clock.wall_ns()
+        with self._lock:
+            mono0 = time.monotonic_ns()
+            readings = self._read(source)
+            mono = (mono0 + time.monotonic_ns()) // 2
+            stamp = clock.wall_at(mono)
+            points = [self._point(source, r, stamp, mono) for r in readings]
+        return [p for p in points if p is not None]
+
+    def sample_now(self) -> EdgeReading:
+        """Read every source :meth:`reads_at_edges` at once, now; store the energy points like
+        any sample (without rates, not in :attr:`latest`) and return their totals, with every
+        other energy series this agent knows as one without a total. RuntimeError once the
+        agent has stopped."""
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the agent has stopped: nothing to read the edge with")
+            mono0 = time.monotonic_ns()
+            read = [(s, self._read(s)) for s in self.sources if self.reads_at_edges(s)]
+            mono1 = time.monotonic_ns()
+            mono = (mono0 + mono1) // 2
+            stamp = clock.wall_at(mono)  # the middle of the read, exactly
+            points, series = [], {}
+            for source, readings in read:
+                for r in readings:
+                    p = self._point(source, r, stamp, mono, periodic=False)
+                    if r.measurement == ENERGY and p is not None:
+                        points.append(p)
+                        series[domain_of(p.tags)] = self._edge_series(r, p)
+        for p in list(self.latest.values()):
+            if p.measurement == ENERGY and domain_of(p.tags) not in series:
+                series[domain_of(p.tags)] = EdgeSeries(p.tags.get("estimated") == "true")
+        self.writer.put(points)
+        return EdgeReading(stamp, mono1 - mono0, self.host, series)
+
+    def _edge_series(self, reading: Reading, point: Point) -> EdgeSeries:
+        total = point.fields.get("joules_total")
+        segment = self._totals.segment(reading, "joules_total")
+        known = isinstance(total, float) and segment is not None
+        return EdgeSeries(
+            point.tags.get("estimated") == "true",
+            total if known else None,  # type: ignore[arg-type]
+            f"{self.instance}.{segment}" if known else None,
+        )
+
+    def _read(self, source: Source) -> list[Reading]:
+        """``source.read()``; a failure is recorded (and said once) and reads as nothing."""
+        mono0 = time.monotonic_ns()
         try:
             readings = source.read()
             ok = True
@@ -97,50 +180,58 @@ class Agent:
             self._errors[source.name] = message
         else:
             self._errors.pop(source.name, None)
-        mono1 = time.monotonic_ns()
-        stamp, mono = wall0 + (mono1 - mono0) // 2, (mono0 + mono1) // 2
         stats = self._stats.setdefault(source.name, [0, 0.0, True])
         stats[0] += 1
-        stats[1] += (mono1 - mono0) / 1e9
+        stats[1] += (time.monotonic_ns() - mono0) / 1e9
         stats[2] = stats[2] and ok
-        return self._points(source, readings, stamp, mono)
+        return readings
 
-    def _points(
-        self, source: Source, readings: list[Reading], stamp: int, mono: int
-    ) -> list[Point]:
-        """Points of ``readings`` stamped ``stamp``; a series the store would refuse is left out
-        (said once)."""
-        points = []
-        for r in readings:
-            fields = {
-                k: v
-                for k, v in self._totals.fields(r, mono).items()
-                if not (isinstance(v, float) and not math.isfinite(v))
-            }
-            if not fields:
-                continue
-            p = Point(r.measurement, {**r.tags, "host": self.host}, fields, stamp)
-            key = p.series_key()
-            if key not in self.latest:
-                why = self.store.refusal(p)
-                if why:
-                    if key not in self._refused:
-                        self._refused.add(key)
-                        log.error("%s: a reading left out: %s", source.name, why)
-                    continue
-            points.append(p)
+    def _point(
+        self, source: Source, reading: Reading, stamp: int, mono: int, periodic: bool = True
+    ) -> Point | None:
+        """The point of ``reading`` stamped ``stamp`` (a periodic one becomes the latest of its
+        series); None where it has no field left or the store would refuse its series (said
+        once)."""
+        fields = self._totals.fields(reading, mono, rates=periodic)
+        for v in fields.values():
+            if isinstance(v, float) and not math.isfinite(v):
+                fields = {k: v for k, v in fields.items() if not _nonfinite(v)}
+                break
+        if not fields:
+            return None
+        tags, key = self._series_of(reading)
+        p = Point(reading.measurement, tags, fields, stamp)
+        if key not in self.latest:
+            why = self.store.refusal(p)
+            if why:
+                if key not in self._refused:
+                    self._refused.add(key)
+                    log.error("%s: a reading left out: %s", source.name, why)
+                return None
+        if periodic:
             self.latest[key] = p
-        return points
+        return p
+
+    def _series_of(self, reading: Reading) -> tuple[dict[str, str], tuple]:
+        """The tags of ``reading``'s points (its own and ``host``) and its series key, made once
+        per series: its points share that tags dict, which nothing may change."""
+        seen = (reading.measurement, tuple(reading.tags.items()))
+        found = self._series.get(seen)
+        if found is None:
+            tags = {**reading.tags, "host": self.host}
+            found = self._series[seen] = (tags, (reading.measurement, tuple(sorted(tags.items()))))
+        return found
 
     def _health(self) -> list[Point]:
         now = clock.wall_ns()
         tags = {"host": self.host}
-        points = [
-            Point(AGENT, {**tags, "collector": name}, {"duration_s": d / n, "ok": ok}, now)
-            for name, (n, d, ok) in self._stats.items()
-            if n
-        ]
-        self._stats.clear()
+        with self._lock:
+            points = [
+                Point(AGENT, {**tags, "collector": name}, {"duration_s": d / n, "ok": ok}, now)
+                for name, (n, d, ok) in self._stats.items()
+                if n
+            ]
+            self._stats.clear()
         fields = {
             "cpu_seconds_total": time.process_time(),
             "points_total": self.points_total,
@@ -178,10 +269,13 @@ class Agent:
         start = time.monotonic_ns()
         end = start + int(duration_s * 1e9) if duration_s is not None else None
         due: dict[int, int] = {}
-        timers = {"flush": start + int(self.flush_interval_s * 1e9)}
+        # never more often than the power cadence: a flush between two samples has nothing new
+        flush_step = int(max(self.flush_interval_s, self.intervals["power"]) * 1e9)
+        timers = {"flush": start + flush_step}
         timers["health"] = start + int(self.intervals["system"] * 1e9)
         recheck = start + int(RECHECK_S * 1e9)
-        self.writer.start()
+        self._schedule()
+        self.writer.start()  # inherits the sampling thread's scheduling
         try:
             while not self._stop.is_set():
                 now = time.monotonic_ns()
@@ -196,15 +290,16 @@ class Agent:
                         late = time.monotonic_ns() - due[key]
                         if late >= 0:  # skip missed ticks, keep the phase
                             due[key] += (late // step + 1) * step
+                if not self.first_round.is_set():
+                    self.first_round.set()
                 now = time.monotonic_ns()
                 if timers["health"] <= now:
                     self._buffer.extend(self._health())
                     timers["health"] += int(self.intervals["system"] * 1e9)
+                    self.writer.watch()
                 if timers["flush"] <= now:  # on the sampling phase: no wake-ups of its own
                     self.flush()
-                    step = int(self.flush_interval_s * 1e9)
-                    timers["flush"] += ((now - timers["flush"]) // step + 1) * step
-                self.writer.watch()
+                    timers["flush"] += ((now - timers["flush"]) // flush_step + 1) * flush_step
                 if self.waiting and recheck <= now:
                     recheck = now + int(RECHECK_S * 1e9)
                     if self._recheck():
@@ -212,13 +307,32 @@ class Agent:
                 wake = min([*due.values(), *timers.values(), *([end] if end else [])])
                 if self.waiting:
                     wake = min(wake, recheck)
-                self._stop.wait(max(0.0, (wake - time.monotonic_ns()) / 1e9))
+                self._sleep(wake)
         finally:
             self._finish()
+
+    def _sleep(self, until_ns: int) -> None:
+        """Sleep until the monotonic ``until_ns`` or :meth:`stop`, on a lock made once (an
+        Event's wait makes a lock per call)."""
+        left_s = (until_ns - time.monotonic_ns()) / 1e9
+        if left_s > 0 and self._wakeup.acquire(timeout=left_s):
+            self._wakeup.release()  # stop() released it: keep it released for the loop's end
+
+    def _schedule(self) -> None:
+        """Put the calling (sampling) thread at :attr:`priority` and on :attr:`cpus`; what
+        cannot be done is logged, and sampling goes on as it is."""
+        for why in (
+            lower_this_thread(self.priority),
+            pin_this_thread(self.cpus) if self.cpus else None,
+        ):
+            if why:
+                log.warning("agent thread: %s", why)
 
     def _finish(self) -> None:
         """Write what waits and flush the store, within ``FINAL_FLUSH_S``; close the sources."""
         deadline = time.monotonic() + FINAL_FLUSH_S
+        with self._lock:
+            self._closed = True  # no more edge reads: the sources close below
         self._buffer.extend(self._health())
         self.flush()
         left = self.writer.close(FINAL_FLUSH_S)

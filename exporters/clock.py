@@ -32,6 +32,10 @@ class SteadyWallClock:
     def __call__(self) -> int:
         return self._wall0 + (self._mono() - self._mono0)
 
+    def at(self, mono_ns: int) -> int:
+        """The wall-clock time of the monotonic instant ``mono_ns`` (from ``mono``)."""
+        return self._wall0 + (mono_ns - self._mono0)
+
 
 CLOCK = SteadyWallClock()
 
@@ -39,3 +43,9 @@ CLOCK = SteadyWallClock()
 def wall_ns() -> int:
     """Now, as epoch nanoseconds, from the process's steady wall clock."""
     return CLOCK()
+
+
+def wall_at(mono_ns: int) -> int:
+    """The process's steady wall clock at ``time.monotonic_ns()`` instant ``mono_ns``: a stamp
+    for the middle of something timed on the monotonic clock, with no second reading."""
+    return CLOCK.at(mono_ns)

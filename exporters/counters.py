@@ -24,6 +24,12 @@ negative and never more than ``max_rate`` times the elapsed time (plus :data:`SL
 is exact whenever readings are close enough that one interval holds less than one wrap at the
 ceiling; :func:`max_unambiguous_s` gives that interval, and the agent warns when it samples a
 counter more slowly.
+
+A reading taken between the periodic ones (a window's edge: ``fields(..., rates=False)``)
+advances the total like any other but leaves the rate alone: rates are measured between
+periodic readings only, since one over the milliseconds from an edge to the next tick would be
+mostly the hardware's update granularity. :meth:`CounterTotals.segment` numbers each counter's
+segments, so that two totals can be known to belong to the same one.
 """
 
 from __future__ import annotations
@@ -95,6 +101,12 @@ class _State:
     total: float
     mono_ns: int
     suspect: tuple[float, int] | None = None  # (raw, mono_ns) of a reading held for judgement
+    segment: int = 0  # how many resets this counter has seen
+    rate_from: tuple[float, int] | None = None  # (total, mono_ns) of the last rated reading
+
+    def __post_init__(self) -> None:
+        if self.rate_from is None:
+            self.rate_from = (self.total, self.mono_ns)
 
 
 class CounterTotals:
@@ -105,24 +117,43 @@ class CounterTotals:
 
     def __init__(self) -> None:
         self._state: dict[Hashable, _State] = {}
+        self._series: dict[Hashable, Hashable] = {}  # see _series_of
         self._warned: set[Hashable] = set()
         self.wraps = 0
         self.resets = 0
         self.glitches = 0
 
-    def fields(self, reading: Reading, mono_ns: int) -> dict[str, FieldValue]:
-        """The reading's plain fields plus its counters as totals (and rates after the first).
+    def fields(self, reading: Reading, mono_ns: int, rates: bool = True) -> dict[str, FieldValue]:
+        """The reading's plain fields plus its counters as totals (and rates after the first,
+        unless ``rates`` is False: an edge reading between the periodic ones).
 
         A counter whose reading is skipped (a glitch, or held as suspect) is left out.
         """
         out: dict[str, FieldValue] = dict(reading.fields)
-        series = (reading.measurement, tuple(sorted(reading.tags.items())))
-        for name, counter in reading.counters.items():
-            out.update(self._advance((series, name), name, counter, mono_ns))
+        if reading.counters:
+            series = self._series_of(reading)
+            for name, counter in reading.counters.items():
+                out.update(self._advance((series, name), name, counter, mono_ns, rates))
         return out
 
+    def segment(self, reading: Reading, name: str) -> int | None:
+        """The number of the segment the counter ``name`` of ``reading``'s series is in (0 at
+        the first reading, one more after each reset); None before its first good reading."""
+        state = self._state.get((self._series_of(reading), name))
+        return None if state is None else state.segment
+
+    def _series_of(self, reading: Reading) -> Hashable:
+        """``reading``'s series, measurement and sorted tags: the state key of its counters with
+        their names. Sorted once per series (per order its source gives the tags in), not per
+        reading."""
+        seen = (reading.measurement, tuple(reading.tags.items()))
+        series = self._series.get(seen)
+        if series is None:
+            series = self._series[seen] = (reading.measurement, tuple(sorted(reading.tags.items())))
+        return series
+
     def _advance(
-        self, key: Hashable, name: str, counter: Counter, mono_ns: int
+        self, key: Hashable, name: str, counter: Counter, mono_ns: int, rates: bool = True
     ) -> dict[str, FieldValue]:
         last = self._state.get(key)
         if last is None:
@@ -146,7 +177,7 @@ class CounterTotals:
             last.suspect = None
         if verdict == WRAP:
             self.wraps += 1
-        return self._emit(key, name, last, counter, delta, mono_ns)
+        return self._emit(name, last, counter, delta, mono_ns, rates)
 
     def _judge_suspect(
         self, key: Hashable, name: str, last: _State, counter: Counter, mono_ns: int
@@ -160,21 +191,26 @@ class CounterTotals:
             if verdict in (OK, WRAP):  # the counter goes on from the held value: a reset
                 self.resets += 1
                 log.warning("counter %s was reset (%s -> %s)", key, last.raw, held[0])
-                self._state[key] = _State(counter.raw, 0.0, mono_ns)
+                self._state[key] = _State(counter.raw, 0.0, mono_ns, segment=last.segment + 1)
                 return {name: 0.0}  # a new segment: the energy across the reset is unknown
             self._glitch(key, held[0], "out of line with the readings around it")
         last.suspect = (counter.raw, mono_ns)
         return {}
 
     def _emit(
-        self, key: Hashable, name: str, last: _State, counter: Counter, delta: float, mono_ns: int
+        self, name: str, last: _State, counter: Counter, delta: float, mono_ns: int, rates: bool
     ) -> dict[str, FieldValue]:
+        """The new total (and rate, from the last rated reading) of a good step; ``last`` is
+        moved on to it."""
         total = last.total + delta * counter.scale
         out: dict[str, FieldValue] = {name: total}
-        dt_s = (mono_ns - last.mono_ns) / 1e9
-        if counter.rate_field and dt_s > 0:
-            out[counter.rate_field] = (total - last.total) / dt_s * counter.rate_scale
-        self._state[key] = _State(counter.raw, total, mono_ns)
+        last.raw, last.total, last.mono_ns = counter.raw, total, mono_ns
+        if rates:
+            rated_total, rated_mono = last.rate_from or (total, mono_ns)
+            dt_s = (mono_ns - rated_mono) / 1e9
+            if counter.rate_field and dt_s > 0:
+                out[counter.rate_field] = (total - rated_total) / dt_s * counter.rate_scale
+            last.rate_from = (total, mono_ns)
         return out
 
     def _glitch(self, key: Hashable, raw: object, why: str) -> None:

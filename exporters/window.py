@@ -7,6 +7,11 @@ and that stretch is reported as missing coverage. Domains with power only (``wat
 integrated with the trapezoid rule, never across a gap longer than ``GAP_FACTOR`` sampling
 intervals. ``coverage`` is the fraction of the window whose energy is known.
 
+Where the window's edges were read (:mod:`exporters.edges`: the counters read at the instant
+the window opened and closed, stored as samples of their series), each series has a sample at
+exactly each edge and nothing is interpolated: its ``edges`` is ``"read"``, else
+``"interpolated"``; the window's ``edges`` is ``"read"`` when every counted domain's is.
+
 Which domains make the total is each domain's ``role`` (:mod:`exporters.domains`): packages,
 DRAM and GPUs by default, a GPU seen by both NVML and dcgm-exporter once, the CPU model's estimate
 only on a host with no RAPL (and then the total says it is estimated).
@@ -35,6 +40,7 @@ MARGIN_NS = 60_000_000_000
 MISMATCH = 0.05
 MEASURED_POWER_SOURCES = ("nvml", "dcgm")
 ENERGY_FIELDS = ("joules_total", "watts")
+READ, INTERPOLATED = "read", "interpolated"  # how a window's edges were known
 
 
 @dataclass(frozen=True)
@@ -53,6 +59,7 @@ class DomainEnergy:
     samples: int
     power_joules: float | None = None
     mismatch: bool = False
+    edges: str = INTERPOLATED  # READ where the series was sampled at both edges
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "counted", self.role in IN_TOTAL)
@@ -82,6 +89,12 @@ class WindowEnergy:
     def coverage(self) -> float:
         return min((d.coverage for d in self.counted), default=0.0)
 
+    @property
+    def edges(self) -> str:
+        """READ when every counted domain was sampled at both edges, else INTERPOLATED."""
+        counted = self.counted
+        return READ if counted and all(d.edges == READ for d in counted) else INTERPOLATED
+
     def to_dict(self) -> dict:
         return {
             "start": format_time(self.start_ns),
@@ -91,6 +104,7 @@ class WindowEnergy:
             "total_joules": self.total_joules,
             "estimated": self.estimated,
             "coverage": self.coverage,
+            "edges": self.edges,
         }
 
 
@@ -188,12 +202,18 @@ def gap_threshold_ns(times: Sequence[int]) -> float:
     return GAP_FACTOR * statistics.median(b - a for a, b in itertools.pairwise(times))
 
 
+def edges_read(times: Sequence[int], start_ns: int, end_ns: int) -> bool:
+    """Whether the sorted ``times`` hold both ``start_ns`` and ``end_ns`` exactly."""
+    at = [bisect_left(times, t) for t in (start_ns, end_ns)]
+    return all(i < len(times) and times[i] == t for i, t in zip(at, (start_ns, end_ns)))
+
+
 def _series_energy(series: Columns, start: int, end: int) -> dict:
     tags = series.tags
     counter_t, counter_j = series.column("joules_total")
     cross = None
     if counter_t:
-        method = "counter"
+        method, times = "counter", counter_t
         joules, covered = counter_energy(counter_t, counter_j, start, end)
         if tags.get("source") in MEASURED_POWER_SOURCES:  # watts measured apart: cross-check
             power_t, power_w = series.column("watts")
@@ -205,6 +225,7 @@ def _series_energy(series: Columns, start: int, end: int) -> dict:
         power_t, power_w = series.column("watts")
         gap = gap_threshold_ns(power_t)
         joules, covered = power_energy(power_t, power_w, start, end, gap)
+        times = power_t
     host, source, domain = domain_of(tags)
     window = in_window(series.times, start, end)
     return dict(
@@ -218,18 +239,32 @@ def _series_energy(series: Columns, start: int, end: int) -> dict:
         samples=window.stop - window.start,
         power_joules=cross,
         mismatch=cross is not None and joules > 0 and abs(cross - joules) > MISMATCH * joules,
+        edges=READ if edges_read(times, start, end) else INTERPOLATED,
     )
+
+
+def with_roles(
+    start_ns: int,
+    end_ns: int,
+    found: Sequence[dict],
+    counted: Sequence[str] = DEFAULT_COUNTED,
+    known: Sequence[Domain] = (),
+) -> WindowEnergy:
+    """The window of the domains ``found`` (each :class:`DomainEnergy`'s fields but the role),
+    their roles judged among them and the other domains ``known`` to be there
+    (:func:`exporters.domains.domain_roles`: a duplicate needs its twin)."""
+    found = sorted(found, key=lambda d: (d["host"], d["source"], d["domain"]))
+    keys = [(d["host"], d["source"], d["domain"]) for d in found]
+    roles = domain_roles([*keys, *known], counted)
+    domains = [DomainEnergy(role=role, **d) for d, role in zip(found, roles)]
+    return WindowEnergy(start_ns, end_ns, domains)
 
 
 def energy_of(samples: EnergySamples, counted: Sequence[str] = DEFAULT_COUNTED) -> WindowEnergy:
     """Every series' energy in the samples' window; ``counted`` (fnmatch patterns) name the
     domains the total adds (:func:`exporters.domains.domain_roles` decides each one's role)."""
     start, end = samples.start_ns, samples.end_ns
-    found = [_series_energy(s, start, end) for s in samples.series]
-    found.sort(key=lambda d: (d["host"], d["source"], d["domain"]))
-    roles = domain_roles([(d["host"], d["source"], d["domain"]) for d in found], counted)
-    domains = [DomainEnergy(role=role, **d) for d, role in zip(found, roles)]
-    return WindowEnergy(start, end, domains)
+    return with_roles(start, end, [_series_energy(s, start, end) for s in samples.series], counted)
 
 
 def window_energy(

@@ -48,6 +48,7 @@ def cli(*args: str, cwd=None) -> subprocess.CompletedProcess:
         (("benchmark", "run", "--model", "digits_cnn", "--repeats", "two"), "above 0"),
         (("benchmark", "run", "--model", "digits_cnn", "--run-id", "a\nb"), "line breaks"),
         (("benchmark", "run", "--model", "digits_cnn", "--run-id", "a\\"), "final backslash"),
+        (("benchmark", "run", "--model", "digits_cnn", "--replace"), "give the --run-id to"),
         (("benchmark", "run", "--model", "mobilenetv2", "--data", "/nonexistent/val"), "/val"),
         (("benchmark", "run", "--model", "mobilenetv2", "--weights", "/x/w.keras"), "w.keras"),
         (("benchmark", "run", "--model", "mobilenetv2", "--weights", "imagenet"), "imagenet"),
