@@ -13,7 +13,10 @@ period the agent writes its own health: per collector ``duration_s`` and ``ok``;
 ``cpu_seconds_total``, the counters' ``counter_wraps_total``, ``counter_resets_total`` and
 ``counter_glitches_total``, and the writer's ``points_total`` (written), ``store_queue_points``,
 ``store_stalled_s`` and ``points_dropped_total``; these are also served on ``/metrics``. Sources
-that are not available at start are checked again every ``RECHECK_S`` seconds. When it stops,
+that are not available at start are checked again every ``RECHECK_S`` seconds. A source whose
+counters could wrap more than once between two reads at its cadence (a small RAPL range at a
+long cadence) also gets *guard reads* in between, which advance the totals and store nothing, so
+a long cadence never misses a wrap (:meth:`Agent._guard_step`). When it stops,
 the agent calls ``close()`` on every source that has one (:mod:`exporters.sources.base`).
 
 :meth:`Agent.sample_now` reads every power source sampled at the power cadence at once, at any
@@ -33,7 +36,7 @@ import time
 from collections.abc import Sequence
 
 from exporters import clock
-from exporters.counters import CounterTotals
+from exporters.counters import CounterTotals, max_unambiguous_s
 from exporters.domains import domain_of
 from exporters.edges import EdgeReading, EdgeSeries
 from exporters.errors import SourceError, StoreError
@@ -46,6 +49,8 @@ from exporters.writer import MAX_QUEUED, STALL_S, StoreWriter
 log = logging.getLogger(__name__)
 
 RECHECK_S = 30.0
+GUARD_SHARE = 0.8  # guard reads at this share of the longest interval that tells wraps apart
+GUARD_MIN_S = 0.01
 FINAL_FLUSH_S = 5.0  # after stop: writing what waits, and the store's flush, within this
 
 
@@ -95,6 +100,7 @@ class Agent:
         self.instance = secrets.token_hex(4)  # names this agent's counter segments
         self.first_round = threading.Event()
         """Set once the loop has read every source once."""
+        self._guard_ns: dict[int, int] = {}  # see _guard_step
         self.priority, self.cpus = priority, cpus
         """How :meth:`run`'s thread (and the writer thread it starts) is scheduled:
         :mod:`exporters.priority`."""
@@ -128,7 +134,25 @@ class Agent:
             mono = (mono0 + time.monotonic_ns()) // 2
             stamp = clock.wall_at(mono)
             points = [self._point(source, r, stamp, mono) for r in readings]
+        if id(source) not in self._guard_ns:
+            self._guard_ns[id(source)] = self._guard_step(source, readings)
         return [p for p in points if p is not None]
+
+    def _guard_step(self, source: Source, readings: Sequence[Reading]) -> int:
+        """How often ``source`` must be read for no wrap of its counters to be missed, in ns
+        (0: its cadence is short enough). A counter that can wrap more than once between two
+        periodic reads at its ceiling is read in between as well (a *guard read*: the totals
+        advance, nothing is stored), so a long cadence stays exact."""
+        limit = min(
+            (max_unambiguous_s(c) for r in readings for c in r.counters.values()),
+            default=math.inf,
+        )
+        if limit >= self.interval_of(source):
+            return 0
+        step_s = max(GUARD_MIN_S, GUARD_SHARE * limit)
+        log.info("%s: read every %.2f s between samples, so that no wrap is missed", source.name,
+                 step_s)  # fmt: skip
+        return int(step_s * 1e9)
 
     def sample_now(self) -> EdgeReading:
         """Read every source :meth:`reads_at_edges` at once, now; store the energy points like
@@ -269,6 +293,7 @@ class Agent:
         start = time.monotonic_ns()
         end = start + int(duration_s * 1e9) if duration_s is not None else None
         due: dict[int, int] = {}
+        guards: dict[int, int] = {}  # the next guard read of a source with wrap-prone counters
         # never more often than the power cadence: a flush between two samples has nothing new
         flush_step = int(max(self.flush_interval_s, self.intervals["power"]) * 1e9)
         timers = {"flush": start + flush_step}
@@ -290,6 +315,11 @@ class Agent:
                         late = time.monotonic_ns() - due[key]
                         if late >= 0:  # skip missed ticks, keep the phase
                             due[key] += (late // step + 1) * step
+                        if self._guard_ns.get(key):
+                            guards[key] = now + self._guard_ns[key]
+                    elif guards.get(key, due[key]) <= now:
+                        self.sample(source)  # a guard read: the totals advance, nothing stored
+                        guards[key] = now + self._guard_ns[key]
                 if not self.first_round.is_set():
                     self.first_round.set()
                 now = time.monotonic_ns()
@@ -304,7 +334,9 @@ class Agent:
                     recheck = now + int(RECHECK_S * 1e9)
                     if self._recheck():
                         continue  # sample the new sources now
-                wake = min([*due.values(), *timers.values(), *([end] if end else [])])
+                wake = min(
+                    [*due.values(), *guards.values(), *timers.values(), *([end] if end else [])]
+                )
                 if self.waiting:
                     wake = min(wake, recheck)
                 self._sleep(wake)

@@ -177,3 +177,21 @@ def test_every_wrap_is_counted_at_1_s_over_a_100_j_counter_at_60_w(tmp_path) -> 
     assert agent.fields["counter_glitches_total"] == 0
     assert package.coverage == 1.0
     assert package.joules == pytest.approx(source.spent_j(a, b), abs=1e-5)  # some 240 J
+
+
+def test_a_cadence_longer_than_a_wrap_at_the_ceiling_gets_guard_reads(tmp_path) -> None:
+    """2 s between samples on a 100 J counter at 60 W: 120 J, more than the range, so two
+    periodic reads alone cannot tell one wrap from two. The agent reads the counter in between
+    (guard reads: nothing stored) and every joule is counted."""
+    source = DrivenRapl(tmp_path / "sys", 60.0, range_j=100.0, tdp_w=45.0)
+    samples, agent, _, store = run_agent(tmp_path, source, interval_s=2.0, duration_s=6.5)
+    assert source.reads > 2 * len(samples)  # guard reads between the stored samples
+    start, end = samples[0].time_ns, samples[-1].time_ns
+    assert (end - start) / 1e9 >= 3.9
+    with store:
+        (package,) = window_energy(store, start, end).domains
+    assert agent.fields["counter_resets_total"] == 0
+    assert agent.fields["counter_glitches_total"] == 0
+    assert package.coverage == 1.0
+    # read instants and sample stamps agree to microseconds: 60 W x 1 ms = 0.06 J at most
+    assert package.joules == pytest.approx(60.0 * (end - start) / 1e9, abs=0.06)
