@@ -162,8 +162,13 @@ class Agent:
         with self._lock:
             if self._closed:
                 raise RuntimeError("the agent has stopped: nothing to read the edge with")
+            edge_sources = [s for s in self.sources if self.reads_at_edges(s)]
+            for source in edge_sources:  # read just after the counter updates: see rapl.py
+                await_update = getattr(source, "await_update", None)
+                if await_update is not None:
+                    await_update()
             mono0 = time.monotonic_ns()
-            read = [(s, self._read(s)) for s in self.sources if self.reads_at_edges(s)]
+            read = [(s, self._read(s)) for s in edge_sources]
             mono1 = time.monotonic_ns()
             mono = (mono0 + mono1) // 2
             stamp = clock.wall_at(mono)  # the middle of the read, exactly

@@ -9,10 +9,13 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from rapl_writer import make_tree
 
 from exporters.config import load_config
 from exporters.errors import ConfigError, SourceError, SourceUnavailable
@@ -328,3 +331,26 @@ def test_a_kernel_attribute_is_read_live_through_one_descriptor():
     assert counter.read() >= before + 10_000
     assert open_fds() == held  # the same descriptor, not opened anew
     counter.close()
+
+
+def test_an_edge_waits_for_the_counter_to_update_then_reads(tmp_path) -> None:
+    """await_update returns True once the counter changes (the next read sees the new value),
+    False at its timeout where the counter stands still."""
+    zone = make_tree(tmp_path, {"package-0": 100.0})["package-0"]
+    (zone / "energy_uj").write_text("1000\n")
+    source = RaplSource(tmp_path)
+    assert source.available()[0]
+    started = time.monotonic()
+    assert source.await_update(timeout_s=0.05) is False  # nothing moves the counter
+    assert time.monotonic() - started >= 0.05
+
+    def tick() -> None:
+        time.sleep(0.05)
+        new = zone / "energy_uj.new"
+        new.write_text("2000\n")
+        os.replace(new, zone / "energy_uj")  # as the kernel's update: all at once
+
+    threading.Thread(target=tick).start()
+    assert source.await_update(timeout_s=60.0) is True
+    assert source.read()[0].counters["joules_total"].raw == 2000
+    source.close()

@@ -10,6 +10,8 @@ A source is a small class::
         def available(self) -> tuple[bool, str]: ...   # (True, what it reads) or (False, why + fix)
         def read(self) -> list[Reading]: ...           # one instant, no hidden state between calls
         def close(self) -> None: ...                   # optional: let go of sessions and handles
+        def await_update(self) -> bool: ...            # optional: return just after the counter
+                                                       # updates (a window edge reads then)
 
 ``read()`` raises :class:`SourceError` (or a subclass) with a message that names the fix; the
 agent records the failure in the ``agent`` measurement and goes on with the other sources.

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -46,6 +47,7 @@ SCALE = 1e-6  # energy_uj: microjoules
 # read as 0 or as garbage still jumps by far more (the ranges are 65 kJ and up). At 1000 W a
 # counter of 65 kJ cannot wrap twice unseen when read at least every 65 s.
 DEFAULT_MAX_WATTS = 1000.0
+UPDATE_WAIT_S = 0.002  # RAPL updates every ~1 ms: an edge waits at most two update periods
 _CONSTRAINT = re.compile(r"constraint_\d+_(max_power|power_limit)_uw")
 _CONTROL_TYPE = re.compile(r"intel-rapl(?:-[a-z]+)?")
 _ZONE = re.compile(r"(intel-rapl(?:-[a-z]+)?):(\d+(?::\d+)*)")
@@ -282,6 +284,25 @@ class RaplSource:
             tags = energy_tags(self.name, zone.domain)
             readings.append(Reading(ENERGY, tags, counters={"joules_total": counter}))
         return readings
+
+    def await_update(self, timeout_s: float = UPDATE_WAIT_S) -> bool:
+        """Return just after the first zone's counter next changes (True), or after
+        ``timeout_s`` (False). The hardware updates RAPL about every millisecond, so a read
+        right after an update is exact to the instant, where one at a random moment may be up
+        to an update period stale: a window's edge read waits for it (:meth:`Agent.sample_now`)
+        and short windows become exact. Costs up to one update period of a spinning core."""
+        if not self._zones:
+            return False
+        counter = self._files[self._zones[0].domain]
+        deadline = time.monotonic() + timeout_s
+        try:
+            first = counter.read()
+            while time.monotonic() < deadline:
+                if counter.read() != first:
+                    return True
+        except SourceError:
+            pass  # read() says what is wrong
+        return False
 
     def close(self) -> None:
         """Close every counter file (a later :meth:`read` opens them again)."""
