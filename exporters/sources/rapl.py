@@ -47,7 +47,7 @@ SCALE = 1e-6  # energy_uj: microjoules
 # read as 0 or as garbage still jumps by far more (the ranges are 65 kJ and up). At 1000 W a
 # counter of 65 kJ cannot wrap twice unseen when read at least every 65 s.
 DEFAULT_MAX_WATTS = 1000.0
-UPDATE_WAIT_S = 0.002  # RAPL updates every ~1 ms: an edge waits at most two update periods
+UPDATE_WAIT_S = 0.0012  # RAPL updates about every 976 us: an edge waits for one update at most
 _CONSTRAINT = re.compile(r"constraint_\d+_(max_power|power_limit)_uw")
 _CONTROL_TYPE = re.compile(r"intel-rapl(?:-[a-z]+)?")
 _ZONE = re.compile(r"(intel-rapl(?:-[a-z]+)?):(\d+(?::\d+)*)")
