@@ -7,8 +7,9 @@ exporter (``python -m exporters run --metrics-port``), asked over ``POST /sample
 stand still, so each edge read waits the full RAPL update timeout (1.2 ms; hardware updates
 within 1 ms): the figures are upper bounds. A fixture writer rewriting them every millisecond
 (tests/rapl_writer.py) would only add a busy process to compete with. The windows' error at
-every cadence is perf/cadence_error.py's. Prints one JSON document, with the load average around it: latencies on
-a busy machine are upper bounds, set by the scheduler more than by the code.
+every cadence is perf/cadence_error.py's. Prints one JSON document, with the load average
+around it: latencies on a busy machine are upper bounds, set by the scheduler more than by the
+code.
 """
 
 from __future__ import annotations
