@@ -1,0 +1,69 @@
+"""How the agent's sampling thread is scheduled: its priority, and the CPUs it may run on.
+
+The periodic sampler only needs to be about on time: a window's edges are read exactly, at
+the edge, by the window's own thread (:meth:`~exporters.agent.Agent.sample_now`), so a periodic
+sample taken a little late costs no accuracy. It may then yield to the work being measured:
+
+- ``normal``: the process's own priority (nothing is changed).
+- ``low``: nice 19, for this thread only (Linux's ``setpriority`` takes a thread id): it still
+  runs, at about 1/70 of a nice-0 thread's share when they compete for a CPU.
+- ``idle``: Linux's ``SCHED_IDLE``: it runs when a CPU has nothing else to do, and never
+  preempts a normal thread when it wakes.
+
+A thread inherits its creator's policy, nice value and CPUs: the agent's writer thread, which
+the sampling thread starts, is scheduled like it. Lowering one's own priority needs no
+privilege; where the platform has no such call, or refuses, the reason is returned (the agent
+logs it once and samples at normal priority).
+
+:func:`pin_this_thread` keeps the calling thread on the given CPUs (``--agent-cpu``), off the
+cores a user keeps for inference.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+PRIORITIES = ("normal", "low", "idle")
+LOW_NICE = 19
+
+
+def lower_this_thread(priority: str) -> str | None:
+    """Schedule the calling thread at ``priority`` (one of :data:`PRIORITIES`); None once
+    done, else why it could not be, in words."""
+    if priority not in PRIORITIES:
+        raise ValueError(f"priority {priority!r} is not one of {', '.join(PRIORITIES)}")
+    if priority == "normal":
+        return None
+    tid = threading.get_native_id()
+    try:
+        if priority == "idle":
+            os.sched_setscheduler(tid, os.SCHED_IDLE, os.sched_param(0))
+        else:
+            os.setpriority(os.PRIO_PROCESS, tid, LOW_NICE)
+    except AttributeError:
+        return f"this platform cannot schedule a thread at {priority} priority"
+    except OSError as e:
+        return f"{priority} priority was refused: {e.strerror or e}"
+    return None
+
+
+def pin_this_thread(cpus: set[int]) -> str | None:
+    """Keep the calling thread on ``cpus``; None once done, else why not, in words."""
+    try:
+        os.sched_setaffinity(0, cpus)
+    except AttributeError:
+        return "this platform cannot keep a thread on given CPUs"
+    except OSError as e:
+        return f"CPUs {sorted(cpus)} were refused: {e.strerror or e}"
+    return None
+
+
+def cpu_problem(cpu: int) -> str | None:
+    """Why there is no CPU ``cpu`` on this machine to keep a thread on; None where there is.
+    Any CPU of the machine will do, not only those this process runs on: the point is to keep
+    the agent off the inference's (``taskset -c 1-7 python -m benchmark run --agent-cpu 0``)."""
+    count = os.cpu_count() or 1
+    if 0 <= cpu < count:
+        return None
+    return f"no CPU {cpu} here: this machine has CPUs 0 to {count - 1}"
