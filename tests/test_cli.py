@@ -179,6 +179,7 @@ def test_scoring_energy_prints_a_table_and_json(tmp_path) -> None:
         "host": "lab1", "source": "rapl", "domain": "package-0", "joules": 50.0,
         "method": "counter", "estimated": False, "coverage": 1.0, "role": "counted",
         "counted": True, "samples": 6, "power_joules": None, "mismatch": False,
+        "edges": "read",  # samples stand exactly at both edges
     }  # fmt: skip
     assert doc["start"] == "1970-01-01T00:00:02.000000000Z"
 

@@ -223,19 +223,21 @@ def test_the_service_rides_out_influxdb_answering_500(influxd, tmp_path, caplog)
     add_run(direct, "a", "net", "lab", 100, 10, 36.0)
     service = ScoringService(store, poll_s=0.05, grace_s=0, backoff_max_s=0.2)
     thread = threading.Thread(target=service.run)
+    # for the whole test: the recovery line may come after the service is told to stop
+    caplog.set_level(logging.INFO, logger="scoring")
     try:
-        with caplog.at_level(logging.INFO, logger="scoring"):
-            flaky.failing = True
-            thread.start()
-            time.sleep(1.5)  # passes fail, some of them after a backoff
-            assert thread.is_alive() and _scored(direct) == []
-            flaky.failing = False
-            _wait_for(lambda: _scored(direct) == ["a"])
-            flaky.failing = True  # a second outage, while another run finishes
-            add_run(direct, "b", "net", "lab", 200, 10, 72.0)
-            time.sleep(1.0)
-            flaky.failing = False
-            _wait_for(lambda: _scored(direct) == ["a", "b"])
+        flaky.failing = True
+        thread.start()
+        _wait_for(lambda: len(_outage_lines(caplog)[0]) == 1)  # a pass failed
+        time.sleep(0.5)  # more fail, after a backoff
+        assert thread.is_alive() and _scored(direct) == []
+        flaky.failing = False
+        _wait_for(lambda: _scored(direct) == ["a"])
+        flaky.failing = True  # a second outage, while another run finishes
+        add_run(direct, "b", "net", "lab", 200, 10, 72.0)
+        _wait_for(lambda: len(_outage_lines(caplog)[0]) == 2)  # a pass failed again
+        flaky.failing = False
+        _wait_for(lambda: _scored(direct) == ["a", "b"])
     finally:
         service.stop()
         thread.join(30)
@@ -255,13 +257,14 @@ def test_the_service_rides_out_influxdb_stopped_and_started(influxd, tmp_path, c
     influxd.stop()
     service = ScoringService(store, poll_s=0.05, grace_s=0, backoff_max_s=0.2)
     thread = threading.Thread(target=service.run)
+    # for the whole test: the recovery line may come after the service is told to stop
+    caplog.set_level(logging.INFO, logger="scoring")
     try:
-        with caplog.at_level(logging.INFO, logger="scoring"):
-            thread.start()
-            time.sleep(1.5)
-            assert thread.is_alive()
-            influxd.start()
-            _wait_for(lambda: _scored(store) == ["a"])
+        thread.start()
+        time.sleep(1.5)
+        assert thread.is_alive()
+        influxd.start()
+        _wait_for(lambda: _scored(store) == ["a"])
     finally:
         service.stop()
         thread.join(30)
