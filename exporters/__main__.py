@@ -78,6 +78,7 @@ def run(args) -> int:
         intervals=cfg["interval_s"],
         flush_interval_s=cfg["flush_interval_s"],
         waiting=waiting,
+        priority=cfg["sampler_priority"],
     )
     if cfg["metrics"]["port"] is not None:
         from exporters.metrics import serve_metrics

@@ -25,6 +25,7 @@ from exporters.config_checks import (
     unknown_key,
 )
 from exporters.errors import ConfigError, shown
+from exporters.priority import PRIORITIES
 from exporters.sources import check_settings, default_settings
 from exporters.stores import DEFAULT_STORE
 
@@ -35,6 +36,7 @@ DEFAULTS: dict[str, Any] = {
     "procfs_root": "/proc",
     "interval_s": {"power": 0.1, "system": 1.0},
     "flush_interval_s": 1.0,
+    "sampler_priority": "idle",  # the sampling thread's: idle, low or normal (priority.py)
     "metrics": {"port": None, "addr": "127.0.0.1"},  # port: serve /metrics there; None: off
     "sources": default_settings(),  # each built-in's (its module's SPEC), then custom: [...]
 }
@@ -98,6 +100,10 @@ def _validate(cfg: dict) -> None:
     why = tag_problem(host) if isinstance(host, str) else "give a name"
     require(host is None or why is None, "host", host, f"{why}, or null for the hostname")
     nonblank("metrics.addr", cfg["metrics"]["addr"], "give an address such as 127.0.0.1")
+    priority = cfg["sampler_priority"]
+    require(
+        priority in PRIORITIES, "sampler_priority", priority, f"give one of {', '.join(PRIORITIES)}"
+    )
     check_settings(cfg["sources"])
     port = cfg["metrics"]["port"]
     is_port = not isinstance(port, bool) and isinstance(port, int) and 0 <= port <= 65535
