@@ -106,8 +106,8 @@ def test_agent_thread_and_its_writer_run_at_its_priority_on_its_cpu(tmp_path) ->
 
 
 def test_sampler_priority_must_be_one_the_agent_knows() -> None:
-    assert load_config(env={})["sampler_priority"] == "normal"
-    assert load_config(env={"TUBAI_SAMPLER_PRIORITY": "idle"})["sampler_priority"] == "idle"
+    assert load_config(env={})["sampler_priority"] == "idle"
+    assert load_config(env={"TUBAI_SAMPLER_PRIORITY": "normal"})["sampler_priority"] == "normal"
     with pytest.raises(ConfigError, match=r"sampler_priority.*normal, low, idle"):
         load_config(env={"TUBAI_SAMPLER_PRIORITY": "lowest"})
 
