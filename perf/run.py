@@ -11,6 +11,8 @@
 5. Window-energy error against ground truth, counter method against power integration.
 6. Window error at every cadence (0.01 to 2 s, windows of 10 ms to 30 s) on a kernel-like RAPL
    tree, edges read against interpolated (perf/cadence_error.py).
+7. ``end_window`` latency with edges read, in-process and through a running exporter
+   (perf/edge_latency.py).
 
 Each figure is a median of ``--repeats`` runs. InfluxDB is a real ``influxd`` on a free port.
 Prints a table with the targets and writes everything to ``perf/results.json``.
@@ -175,6 +177,8 @@ def table(results: dict) -> str:
             f"{row['median_error_pct']:.4f}% ({row['max_error_pct']:.3f})", target)  # fmt: skip
     lines.append("window error: median over 200 random windows (max in brackets)")
     lines.extend(cadence_error.table_lines(results["cadence_error"]["cadence_error"]))
+    for path, q in results["edge_latency"]["end_window_ms"].items():
+        add(f"end_window, {path.replace('_', ' ')}", f"p95 {q['p95']:.2f} ms", "p95 < 5 ms")
     return "\n".join(lines)
 
 
@@ -193,6 +197,7 @@ def main() -> None:
         "stores": _script("stores.py", "--repeats", str(args.repeats)),
         "window_error": _script("window_error.py"),
         "cadence_error": _script("cadence_error.py"),
+        "edge_latency": _script("edge_latency.py"),
     }
     results["seconds"] = time.time() - started
     Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
