@@ -40,7 +40,12 @@ from exporters.counters import CounterTotals, max_unambiguous_s
 from exporters.domains import domain_of
 from exporters.edges import EdgeReading, EdgeSeries
 from exporters.errors import SourceError, StoreError
-from exporters.priority import lower_this_thread, pin_this_thread
+from exporters.priority import (
+    lower_this_thread,
+    pin_this_thread,
+    restore_this_thread,
+    this_thread,
+)
 from exporters.schema import AGENT, ENERGY, Point, Reading
 from exporters.sources.base import Source
 from exporters.stores.base import Store
@@ -304,6 +309,7 @@ class Agent:
         timers = {"flush": start + flush_step}
         timers["health"] = start + int(self.intervals["system"] * 1e9)
         recheck = start + int(RECHECK_S * 1e9)
+        saved = this_thread()
         self._schedule()
         self.writer.start()  # inherits the sampling thread's scheduling
         try:
@@ -347,6 +353,7 @@ class Agent:
                 self._sleep(wake)
         finally:
             self._finish()
+            restore_this_thread(saved)  # the caller's thread goes on as it was
 
     def _sleep(self, until_ns: int) -> None:
         """Sleep until the monotonic ``until_ns`` or :meth:`stop`, on a lock made once (an

@@ -73,3 +73,38 @@ def cpu_problem(cpu: int) -> str | None:
     if 0 <= cpu < count:
         return None
     return f"no CPU {cpu} here: this machine has CPUs 0 to {count - 1}"
+
+
+def this_thread() -> tuple:
+    """The calling thread's scheduling (policy, nice value, CPUs), for
+    :func:`restore_this_thread`; None for what this platform cannot tell."""
+    tid = threading.get_native_id()
+
+    def ask(call, *args):
+        try:
+            return call(*args)
+        except (AttributeError, OSError):
+            return None
+
+    return (
+        ask(lambda: os.sched_getscheduler(tid)),
+        ask(lambda: os.getpriority(os.PRIO_PROCESS, tid)),
+        ask(lambda: os.sched_getaffinity(0)),
+    )
+
+
+def restore_this_thread(saved: tuple) -> None:
+    """Put the calling thread back as :func:`this_thread` found it, as far as permitted: a
+    thread that ran the agent (``Agent.run`` in a caller's own thread, as the tests and
+    ``python -m exporters run`` do) goes on at the priority it had."""
+    policy, nice, cpus = saved
+    tid = threading.get_native_id()
+    for call in (
+        lambda: policy is not None and os.sched_setscheduler(tid, policy, os.sched_param(0)),
+        lambda: nice is not None and os.setpriority(os.PRIO_PROCESS, tid, nice),
+        lambda: cpus is not None and os.sched_setaffinity(0, cpus),
+    ):
+        try:
+            call()
+        except (AttributeError, OSError):
+            pass  # not permitted (raising a priority may need privileges): left as it is

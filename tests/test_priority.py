@@ -121,3 +121,17 @@ def test_agent_cpu_that_does_not_exist_is_one_line_exit_2(capsys) -> None:
     assert exit_.value.code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"no CPU {missing}" in err and "Traceback" not in err
+
+
+@linux
+def test_a_thread_that_ran_the_agent_goes_on_at_the_priority_it_had(tmp_path, in_thread) -> None:
+    """``Agent.run`` in a caller's own thread (``python -m exporters run``, tests) puts it back
+    as it found it: a later test or command is never left at SCHED_IDLE."""
+
+    def run_agent() -> int:
+        with SQLiteStore(tmp_path / "a.db") as store:
+            Agent([Ticker("t", "power")], store, "h", priority="idle").run(0.3)
+        return os.sched_getscheduler(threading.get_native_id())
+
+    tid, policy = in_thread(run_agent)
+    assert policy == os.SCHED_OTHER == os.sched_getscheduler(tid)
