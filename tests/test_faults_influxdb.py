@@ -252,6 +252,9 @@ def _agent(tmp_path: Path, url: str, log: Path) -> subprocess.Popen:
         **os.environ,
         "TUBAI_SPOOL_DIR": str(tmp_path / "spool"),
         "TUBAI_SOURCES__NVML__ENABLED": "false",
+        # at most a batch is lost where the writer thread gets a CPU: a SCHED_IDLE one (the
+        # default) on a machine other work saturates may hold more in memory at the kill
+        "TUBAI_SAMPLER_PRIORITY": "normal",
     }
     with open(log, "ab") as out:
         return subprocess.Popen(
