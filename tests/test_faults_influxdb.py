@@ -341,7 +341,9 @@ def test_a_sigkilled_agent_loses_at_most_a_batch_and_the_gap_shows_as_coverage(
     for d in energy.counted:
         uncovered_s = (1 - d.coverage) * window_s
         assert 0 < uncovered_s == pytest.approx(down_s + lost_s, abs=INTERVAL_S)
-        assert d.joules == pytest.approx(WATTS[d.domain] * d.coverage * window_s, rel=0.01)
+        # within 3%: the fixture writer's updates lag on a loaded machine, and the edges of
+        # the uncovered stretch are known to a sampling interval only
+        assert d.joules == pytest.approx(WATTS[d.domain] * d.coverage * window_s, rel=0.03)
     assert energy.coverage < 1
     print(
         f"\nspooled at the kill: {spooled}; lost before the kill: {lost_s:.3f} s; "
