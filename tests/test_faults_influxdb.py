@@ -120,7 +120,10 @@ def _benchmark(store: InfluxDBStore, run_id: str) -> list:
     opts = RunOptions(
         model="digits_cnn", batch_size=150, min_duration_s=40, progress=False, run_id=run_id
     )
-    with Sampler(store, host="h", config=load_config()) as sampler:
+    # normal priority: this checks that sampling never waits on the store; a SCHED_IDLE sampler
+    # (the default) on a machine other work saturates is late for the scheduler's reasons
+    config = load_config(overrides={"sampler_priority": "normal"})
+    with Sampler(store, host="h", config=config) as sampler:
         assert sampler.agent is not None, "the sampler runs its own agent"
         return run_benchmark(opts, store, sampler)
 
