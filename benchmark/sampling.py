@@ -111,10 +111,12 @@ class Sampler:
         Recent samples alone could be the last of an agent that just stopped (the previous
         benchmark's), so a sample newer than the question is awaited too.
         """
+        # an exporter hands its samples over every flush_interval_s (this machine's config)
+        fresh_s = FRESH_S + float(self.config["flush_interval_s"])
         asked = clock.wall_ns()
-        if not self._recent(asked - int(FRESH_S * 1e9)):
+        if not self._recent(asked - int(fresh_s * 1e9)):
             return False
-        deadline = time.monotonic() + FRESH_S
+        deadline = time.monotonic() + fresh_s
         while time.monotonic() < deadline:
             if any(p.time_ns > asked for p in self._recent(asked)):
                 return True

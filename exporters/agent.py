@@ -6,9 +6,11 @@ start, so the cadence does not drift and a slow read skips ticks rather than bun
 Points carry wall-clock nanoseconds taken at the middle of the read. Counters become monotonic
 totals (:mod:`exporters.counters`). A reading whose names the store cannot keep (a control
 character in a tag: :meth:`~exporters.stores.base.Store.refusal`) is left out and logged once.
-Every ``flush_interval_s`` the batch sampled so far goes to a
-:class:`~exporters.writer.StoreWriter`, which writes it on a thread of its own: sampling never
-waits on the store, and a slow or stuck store is reported, not waited for. Every ``stats``
+Every ``flush_interval_s`` (never more often than the power cadence) the batch sampled so far
+goes to a :class:`~exporters.writer.StoreWriter`, which writes it on a thread of its own:
+sampling never waits on the store, and a slow or stuck store is reported, not waited for. The
+loop sleeps until the next deadline of any source, flush or health point, on a lock that
+:meth:`Agent.stop` releases: it wakes for nothing else. Every ``stats``
 period the agent writes its own health: per collector ``duration_s`` and ``ok``; its
 ``cpu_seconds_total``, the counters' ``counter_wraps_total``, ``counter_resets_total`` and
 ``counter_glitches_total``, and the writer's ``points_total`` (written), ``store_queue_points``,

@@ -35,7 +35,7 @@ DEFAULTS: dict[str, Any] = {
     "sysfs_root": "/sys",
     "procfs_root": "/proc",
     "interval_s": {"power": 0.1, "system": 1.0},
-    "flush_interval_s": 1.0,
+    "flush_interval_s": 2.0,  # batches to the store (README, "Running the exporter": why 2 s)
     "sampler_priority": "idle",  # the sampling thread's: idle, low or normal (priority.py)
     "metrics": {"port": None, "addr": "127.0.0.1"},  # port: serve /metrics there; None: off
     "sources": default_settings(),  # each built-in's (its module's SPEC), then custom: [...]

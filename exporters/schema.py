@@ -65,7 +65,9 @@ class Reading:
 
 @dataclass(frozen=True)
 class Point:
-    """One stored point: measurement, string tags, typed fields, wall-clock nanoseconds."""
+    """One stored point: measurement, string tags, typed fields, wall-clock nanoseconds.
+
+    The agent's points of one series share one ``tags`` dict: never change a point's tags."""
 
     measurement: str
     tags: Mapping[str, str]

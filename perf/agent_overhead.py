@@ -8,9 +8,10 @@ its default, once a second (so 0.01 s and 0.1 s keep it at 1 s; 2 s samples ever
 
 - ``core_pct``, steady state: the agent's own CPU time (``cpu_seconds_total`` of its health
   points, ``time.process_time``: every thread of the process, user and system) between its
-  second health point (two system intervals in: the first samples, which create the series, are
-  done) and its last, ``seconds`` later, over the wall time between them. Interpreter start-up,
-  source discovery and the final flush are left out.
+  first health point after its first flush (at least two system intervals in: the first
+  write, which creates the series in the store, is done) and its last, ``seconds`` later, over
+  the wall time between them. Interpreter start-up, source discovery, the first write and the
+  final flush are left out.
 - ``core_pct_with_startup``: the whole process's CPU time (user and system, from ``wait4``) over
   its whole wall time, spawn to exit; this depends on how long the run is (``wall_s``), so
 - ``startup_cpu_s``: what start-up and shut-down cost once, that total less the steady rate over
@@ -37,6 +38,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from exporters.config import load_config
 from exporters.stores import Store, open_store
 from exporters.stores.influxdb import InfluxDBStore
 
@@ -70,10 +72,20 @@ def _reader(url: str, spool_dir: Path) -> Store:
     return open_store(url)
 
 
+def steady_from(flush_s: float, system_s: float) -> int:
+    """Which health point (0: the first, one system interval in) begins the steady state: the
+    second, or the first after the agent's first flush, ``flush_s`` in, whichever is later (a
+    health point taken at the flush's tick is made before it, so the next one)."""
+    return max(1, math.floor(flush_s / system_s + 1e-9))
+
+
 def measure(interval_s: float, seconds: float, store_url: str | None = None) -> dict:
     """One run at ``interval_s`` into ``store_url`` (default: a fresh SQLite): see the module."""
     system_s = max(interval_s, SYSTEM_S)  # also the period of the agent's health points
-    duration = 2 * system_s + seconds
+    # the agent flushes every flush_interval_s (configured), never more often than it samples
+    flush_s = max(load_config()["flush_interval_s"], interval_s)
+    skip = steady_from(flush_s, system_s)
+    duration = (skip + 1) * system_s + seconds
     with tempfile.TemporaryDirectory() as tmp:
         sysfs = Path(tmp) / "sys"
         shutil.copytree(FIXTURE, sysfs)
@@ -90,7 +102,7 @@ def measure(interval_s: float, seconds: float, store_url: str | None = None) -> 
             env, Path(tmp) / "agent.log")  # fmt: skip
         with _reader(url, Path(tmp) / "read-spool") as store:
             own = store.read("agent", 0, 2**62, tags={"collector": "agent", "host": HOST})
-            first, last = own[1], own[-1]  # the last: written as the agent stops
+            first, last = own[skip], own[-1]  # the last: written as the agent stops
             package = store.read("energy", 0, 2**62, tags={"host": HOST, "domain": "package-0"})
     elapsed = (last.time_ns - first.time_ns) / 1e9
     cpu = last.fields["cpu_seconds_total"] - first.fields["cpu_seconds_total"]
@@ -99,6 +111,7 @@ def measure(interval_s: float, seconds: float, store_url: str | None = None) -> 
         "store": url.partition(":")[0],
         "interval_s": interval_s,
         "system_interval_s": system_s,
+        "flush_interval_s": flush_s,
         "seconds": elapsed,
         "cpu_seconds": cpu,
         "core_pct": 100 * rate,

@@ -109,7 +109,9 @@ def overhead_lines(overhead: dict, add: Callable[[str, str, str], None]) -> list
     load = overhead["load_average"]
     return [
         f"agent CPU: steady state, median of {len(rows[0]['runs'])} runs of "
-        f"{overhead['seconds']:.0f} s; load average {load['before'][0]:.2f} before, "
+        f"{overhead['seconds']:.0f} s, a batch to the store every "
+        f"{rows[0]['runs'][0].get('flush_interval_s', '?')} s or cadence if longer; "
+        f"load average {load['before'][0]:.2f} before, "
         f"{load['after'][0]:.2f} after, on {overhead['cpus']} CPUs (a load near the CPU count "
         "or above disturbs these figures: take them on a quiet machine)"
     ]

@@ -136,3 +136,35 @@ def test_every_source_is_closed_when_the_agent_stops(tmp_path, caplog) -> None:
     assert (broken.closed, sampled.closed, user.closed, late.closed) == (1, 1, 1, 1)
     assert all(source.reads for source in (broken, sampled, user, plain))
     assert "broken: close() failed: OSError: port busy" in caplog.text
+
+
+@pytest.mark.timing
+def test_the_loop_flushes_no_more_often_than_it_samples(tmp_path, monkeypatch) -> None:
+    ticker = Ticker("slow", "power")
+    with SQLiteStore(tmp_path / "a.db") as store:
+        agent = Agent([ticker], store, "h", {"power": 0.3, "system": 10.0}, flush_interval_s=0.05)
+        flushes: list[int] = []
+        flush = agent.flush
+        monkeypatch.setattr(agent, "flush", lambda: flushes.append(len(agent._buffer)) or flush())
+        agent.run(duration_s=1.0)
+        stored = store.read("energy", 0, 2**62)
+    # A flush between two samples would have nothing new: the loop wakes for samples only, and
+    # flushes at most once per sample (and once at the end).
+    assert len(flushes) <= len(ticker.reads) + 1
+    assert len(stored) == len(ticker.reads)
+
+
+@pytest.mark.timing
+def test_stop_wakes_a_sleeping_loop_at_once(tmp_path) -> None:
+    ticker = Ticker("slow", "power")
+    with SQLiteStore(tmp_path / "a.db") as store:
+        agent = Agent([ticker], store, "h", {"power": 60.0, "system": 60.0}, flush_interval_s=60)
+        thread = threading.Thread(target=agent.run)
+        thread.start()
+        assert agent.first_round.wait(60)
+        time.sleep(0.2)  # asleep until the next tick, a minute away
+        agent.stop()
+        agent.stop()  # twice: harmless
+        thread.join(30)
+        assert not thread.is_alive()
+        assert len(store.read("energy", 0, 2**62)) == len(ticker.reads) == 1

@@ -29,6 +29,7 @@ import pytest
 from influxd import InfluxTarget
 from rapl_writer import ProfileWriter, make_tree
 
+from exporters.config import DEFAULTS
 from exporters.errors import StoreError
 from exporters.schema import Point
 from exporters.stores.influxdb import InfluxDBStore
@@ -40,6 +41,7 @@ S = 1_000_000_000
 WATTS = {"package-0": 30.0, "dram-0": 3.0}
 WRAPS = {"package-0": 262_143.0, "dram-0": 65_712.999613}
 INTERVAL_S = 0.1  # the power sampling interval of every agent here
+FLUSH_S = DEFAULTS["flush_interval_s"]  # and how often each writes a batch
 T0 = 1_700_000_000_000_000_000
 FAST = {"retry_min_s": 0.05, "retry_max_s": 0.2, "timeout_s": 2.0, "close_timeout_s": 1.0}
 
@@ -287,7 +289,7 @@ def _kill_and_restart_an_agent(tmp_path: Path, influxd: InfluxTarget) -> tuple[i
         influxd.stop()  # everything the first agent samples waits in its spool
         first = _agent(tmp_path, influxd.url, tmp_path / "first.log")
         _wait_for_log(tmp_path / "first.log", "sampling", first)
-        time.sleep(3.5)  # the agent writes a batch every second after "sampling": kill mid-way
+        time.sleep(1.75 * FLUSH_S)  # it writes a batch every FLUSH_S after "sampling": kill between
         first.send_signal(signal.SIGKILL)
         killed_ns = time.time_ns()
         first.wait(10)
@@ -325,12 +327,12 @@ def test_a_sigkilled_agent_loses_at_most_a_batch_and_the_gap_shows_as_coverage(
     assert disk_count(spool_dir) == 0, "the second agent drained the first one's spool"
 
     # What the first agent spooled arrived (everything in the spool file at the kill), and it
-    # lost at most what it sampled since its last batch write: one flush interval (1 s) and one
+    # lost at most what it sampled since its last batch write: one flush interval and one
     # sampling interval.
     assert spooled > 0 and everything >= spooled
     assert first_last < killed_ns < second_first
     lost_s = (killed_ns - first_last) / S
-    assert lost_s <= 1.0 + INTERVAL_S
+    assert lost_s <= FLUSH_S + INTERVAL_S
     assert totals[restart] < 1.0, "the new agent counts from 0"
 
     # The window spanning the kill reports the gap as coverage: the uncovered time is the time

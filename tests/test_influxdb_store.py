@@ -19,13 +19,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from influxd import InfluxTarget
+from influxdb_client import Point as LinePoint
+from influxdb_client import WritePrecision
 
 from exporters.errors import StoreError, UsageError
 from exporters.schema import Point
 from exporters.stores import open_store
 from exporters.stores.influxdb import InfluxDBStore
 from exporters.stores.influxql import quote_ident, quote_literal
+from exporters.stores.lineprotocol import line as line_protocol
 from exporters.stores.spool import REJECTED_FILE, Spool
 
 T0 = 1_700_000_000_123_456_789
@@ -247,6 +252,23 @@ def test_unstorable_points_are_refused_before_spooling(
         assert store.pending() == 0, "a point with nothing storable is skipped"
 
 
+_NAMES = st.text(st.sampled_from("ab_ ,=\"'é✓"), min_size=1, max_size=6)
+_VALUES = st.one_of(st.floats(), st.integers(-(10**20), 10**20), st.booleans(), st.text(max_size=8))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(_NAMES, _VALUES, max_size=5), st.integers(0, 2**62))
+def test_fields_are_written_as_influxdb_client_writes_them(
+    fields: dict[str, Any], time_ns: int
+) -> None:
+    # The fields are formatted by tubai, the series by influxdb-client: the line is the client's.
+    expected = LinePoint("m,x").tag("a b", "c=d").time(time_ns, WritePrecision.NS)
+    for key, value in fields.items():  # every number as a float, as the store writes it
+        expected.field(key, value if isinstance(value, bool | str) else float(value))
+    point = Point("m,x", {"a b": "c=d"}, fields, time_ns)
+    assert line_protocol(point) == expected.to_line_protocol()
+
+
 @pytest.mark.influxdb
 def test_outage_points_wait_in_the_spool_and_arrive_once_in_order(
     influxd: InfluxTarget, tmp_path: Path
@@ -401,6 +423,7 @@ class Recorder(ThreadingHTTPServer):
         self.write_status = 204
         self.query_status = 200
         self.query_body = {"results": [{"statement_id": 0}]}
+        self.hang_up = False  # close each connection after its answer
 
     @property
     def http(self) -> str:
@@ -409,6 +432,7 @@ class Recorder(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     server: Recorder
+    protocol_version = "HTTP/1.1"  # keep-alive, unless the recorder is told to hang up
 
     def _answer(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
@@ -416,8 +440,9 @@ class _Handler(BaseHTTPRequestHandler):
         if self.headers.get("Content-Encoding") == "gzip":
             body = gzip.decompress(body)
         self.server.requests.append(
-            {"path": self.path, "headers": dict(self.headers), "body": body}
-        )
+            {"path": self.path, "headers": dict(self.headers), "body": body,
+             "port": self.client_address[1]}  # the client's: one per connection
+        )  # fmt: skip
         if self.path.startswith("/write"):
             status, payload = self.server.write_status, b'{"error":"nope"}'
         else:
@@ -427,6 +452,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if status != 204:
             self.wfile.write(payload)
+        self.close_connection = self.server.hang_up  # without saying so: a stale keep-alive
 
     do_GET = do_POST = _answer
 
@@ -473,6 +499,21 @@ def test_token_goes_in_the_header_and_nowhere_else(
         assert "TUBAI_INFLUXDB_TOKEN" in str(e.value) and token not in str(e.value)
         recorder.write_status = 204
         store.flush(5)  # auth errors are retried, never dropped
+
+
+@pytest.mark.parametrize("hang_up", [False, True])
+def test_writes_keep_one_connection_and_open_it_again_when_the_server_closed_it(
+    recorder: Recorder, tmp_path: Path, hang_up: bool
+) -> None:
+    recorder.hang_up = hang_up
+    with InfluxDBStore(recorder.http, "tubai", spool_dir=tmp_path, **FAST) as store:
+        for batch in range(3):
+            store.write(seq_points(2, 2 * batch))
+            store.flush(5)
+            assert store._sender.last_error is None, "a closed idle connection is no failure"
+    writes = [r for r in recorder.requests if r["path"].startswith("/write")]
+    assert [len(r["body"].splitlines()) for r in writes] == [2, 2, 2]
+    assert len({r["port"] for r in writes}) == (3 if hang_up else 1)
 
 
 def test_username_and_password_use_basic_auth(

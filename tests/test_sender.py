@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import pytest
 
 from exporters.errors import UsageError
+from exporters.stores import sender as sender_module
 from exporters.stores.influxdb_url import Credentials
 from exporters.stores.outbox import Outbox, max_bytes_from_env
 from exporters.stores.sender import Retry, Sender
@@ -73,6 +75,30 @@ def test_an_unusable_spool_fails_over_to_memory_and_still_delivers(tmp_path: Pat
         sender.stop(5)
         outbox.close()
     assert server.got == [f"m v={i}" for i in range(2, 6)]
+
+
+@pytest.mark.timing
+def test_an_idle_sender_sleeps_until_a_write_wakes_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sender_module, "SPOOL_POLL_S", 60.0)
+    outbox, server = Outbox(tmp_path, "db"), Server()
+    looks: list[float] = []  # each look for work ends in the memory queue while all is sent
+    peek = outbox.memory.peek
+    monkeypatch.setattr(outbox.memory, "peek", lambda n: looks.append(time.monotonic()) or peek(n))
+    sender = sender_for(outbox, server)
+    try:
+        time.sleep(2.5)  # the sender used to look every second
+        assert len(looks) == 1, "one look at start, then none while nothing is written"
+        outbox.append(["m v=1"])
+        sender.wake()  # what the store does after every write
+        deadline = time.monotonic() + 30
+        while not server.got and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert server.got == ["m v=1"], "sent at once, not at the next look at the spool"
+    finally:
+        sender.stop(5)
+        outbox.close()
 
 
 def test_drain_waits_only_for_what_was_queued_before(tmp_path: Path) -> None:

@@ -101,3 +101,22 @@ def test_unwritable_location_is_a_usage_error(tmp_path) -> None:
     blocker.write_text("not a directory")
     with pytest.raises(UsageError, match="choose a writable path"):
         SQLiteStore(blocker / "sub" / "x.db")
+
+
+def test_a_series_is_one_whatever_its_tag_order_and_a_rollback_forgets_new_ones(tmp_path) -> None:
+    # Series ids are remembered per order of the tags, and forgotten when a write rolls back:
+    # a series added by a refused batch is gone with it, and the next write adds it again.
+    with SQLiteStore(tmp_path / "s.db") as store:
+        store.write([Point("m", {"a": "1", "b": "2"}, {"v": 1.0}, 1)])
+        store.write([Point("m", {"b": "2", "a": "1"}, {"v": 2.0}, 2)])
+        with pytest.raises(UsageError):
+            store.write([Point("m", {"a": "new"}, {"v": 3.0}, 3), Point("m", {"a": "\x00"}, {}, 4)])
+        store.write([Point("m", {"a": "new"}, {"v": 5.0}, 5)])
+        points = store.read("m", 0, 10)
+        (series,) = store._db.execute("SELECT COUNT(*) FROM series").fetchone()
+    assert [(p.tags, p.fields) for p in points] == [
+        ({"a": "1", "b": "2"}, {"v": 1.0}),
+        ({"a": "1", "b": "2"}, {"v": 2.0}),
+        ({"a": "new"}, {"v": 5.0}),
+    ]
+    assert series == 2

@@ -4,21 +4,27 @@ That API is served by InfluxDB 1.x, by 2.x (the bucket is the database; ``Token`
 3.x, so this one client covers all three. This module is the one place that turns requests'
 exceptions and the server's answers into tubai's messages, each naming the fix.
 
-Writes are gzip-compressed line protocol at nanosecond precision; a missing database is created
-once (``create_database``). Points the server refuses for good (HTTP 400, 413 or 422: unparsable
-line, field type conflict) are found by splitting the batch, resending being idempotent.
+Writes are gzip-compressed line protocol at nanosecond precision, POSTed with the standard
+library's ``http.client`` on one kept-alive connection (:class:`_WriteConnection`: a quarter of
+requests' CPU per POST); a missing database is created once (``create_database``). Points the
+server refuses for good (HTTP 400, 413 or 422: unparsable line, field type conflict) are found
+by splitting the batch, resending being idempotent.
 Queries are InfluxQL, answered in chunks of JSON.
 """
 
 from __future__ import annotations
 
 import gzip
+import http.client
 import json
 import logging
 import re
+import ssl
 from collections.abc import Iterator
+from urllib.parse import urlencode
 
 import requests
+from requests.utils import DEFAULT_CA_BUNDLE_PATH
 
 from exporters.errors import StoreError
 from exporters.stores import influxql
@@ -38,7 +44,7 @@ class InfluxDBAPI:
     """``/write`` and ``/query`` of one database on one server.
 
     :meth:`write` runs on the sender's thread and :meth:`series` on the readers', each with its
-    own HTTP session (a session is not thread-safe).
+    own HTTP connection or session (neither is thread-safe).
     """
 
     def __init__(
@@ -55,6 +61,10 @@ class InfluxDBAPI:
         self.create_database = create_database
         self._send_http = _session(credentials)
         self._read_http = _session(credentials)
+        query = urlencode({"db": self.database, "precision": "ns"})
+        self._writes = _WriteConnection(
+            endpoint, f"/write?{query}", _auth_headers(self._send_http, self.base_url), timeout_s
+        )
 
     # -- writing ------------------------------------------------------------------------------
 
@@ -91,7 +101,8 @@ class InfluxDBAPI:
 
     def _post(self, lines: list[str]) -> tuple[int, str]:
         """POST one batch to /write, creating the database once if it is missing."""
-        data = gzip.compress("\n".join(lines).encode("utf-8"), compresslevel=5)
+        # level 1: level 5 took twice the CPU (3 to 6 us a point) for some 10% fewer bytes
+        data = gzip.compress("\n".join(lines).encode("utf-8"), compresslevel=1)
         status, body = self._post_write(data)
         if status == 404 and "not found" in body.lower() and self.create_database:
             self._create_database()
@@ -100,16 +111,12 @@ class InfluxDBAPI:
 
     def _post_write(self, data: bytes) -> tuple[int, str]:
         try:
-            r = self._send_http.post(
-                f"{self.base_url}/write",
-                params={"db": self.database, "precision": "ns"},
-                data=data,
-                headers={"Content-Encoding": "gzip", "Content-Type": "text/plain; charset=utf-8"},
-                timeout=self.timeout_s,
-            )
-        except requests.RequestException as e:
-            raise Retry(_describe(e, self.timeout_s)) from e
-        return r.status_code, r.text
+            return self._writes.post(data)
+        except TimeoutError as e:  # socket.timeout
+            raise Retry(f"no answer within {self.timeout_s:g} s") from e
+        except (OSError, http.client.HTTPException) as e:
+            why = getattr(e, "strerror", None) or str(e) or type(e).__name__
+            raise Retry(f"unreachable ({' '.join(why.split())})") from e
 
     def _create_database(self) -> None:
         q = influxql.create_database(self.database)
@@ -189,8 +196,67 @@ class InfluxDBAPI:
         return StoreError(f"InfluxDB at {self.base_url} refused a query: {_message(error)}")
 
     def close(self) -> None:
+        self._writes.close()
         self._send_http.close()
         self._read_http.close()
+
+
+class _WriteConnection:
+    """POSTs to one path of ``endpoint`` on a kept-alive ``http.client`` connection; one that the
+    server closed while idle is opened again, once, for the same POST (a write is idempotent).
+    Errors are ``OSError`` (``TimeoutError`` after ``timeout_s``) or ``HTTPException``."""
+
+    def __init__(
+        self, endpoint: Endpoint, target: str, headers: dict[str, str], timeout_s: float
+    ) -> None:
+        self.endpoint, self.target, self.timeout_s = endpoint, target, timeout_s
+        self.headers = {**headers, **_WRITE_HEADERS}
+        self._conn: http.client.HTTPConnection | None = None
+
+    def post(self, body: bytes) -> tuple[int, str]:
+        """(status, body text) of one POST of ``body``."""
+        reused = self._conn is not None
+        try:
+            return self._post(body)
+        except (ConnectionResetError, BrokenPipeError, http.client.RemoteDisconnected):
+            if not reused:
+                raise
+            return self._post(body)  # the server closed the idle connection: once more, anew
+
+    def _post(self, body: bytes) -> tuple[int, str]:
+        conn = self._conn or self._connect()
+        try:
+            conn.request("POST", self.target, body=body, headers=self.headers)
+            response = conn.getresponse()
+            return response.status, response.read().decode("utf-8", "replace")
+        except BaseException:
+            self.close()  # in an unknown state: the next POST opens a new one
+            raise
+
+    def _connect(self) -> http.client.HTTPConnection:
+        host, port = self.endpoint.host, self.endpoint.port
+        if self.endpoint.scheme == "https":  # verified against the CAs requests uses (certifi)
+            tls = ssl.create_default_context(cafile=DEFAULT_CA_BUNDLE_PATH)
+            conn = http.client.HTTPSConnection(host, port, timeout=self.timeout_s, context=tls)
+        else:
+            conn = http.client.HTTPConnection(host, port, timeout=self.timeout_s)
+        self._conn = conn
+        return conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+_WRITE_HEADERS = {"Content-Encoding": "gzip", "Content-Type": "text/plain; charset=utf-8"}
+
+
+def _auth_headers(session: requests.Session, base_url: str) -> dict[str, str]:
+    """The ``Authorization`` header ``session`` sends (its token or basic auth), if any."""
+    prepared = session.prepare_request(requests.Request("POST", f"{base_url}/write"))
+    auth = prepared.headers.get("Authorization")
+    return {"Authorization": auth} if auth else {}
 
 
 def _session(credentials: Credentials) -> requests.Session:

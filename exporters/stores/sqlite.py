@@ -61,7 +61,11 @@ class SQLiteStore(Store):
                 "with --store sqlite:///PATH or TUBAI_STORE"
             ) from e
         self._lock = threading.Lock()
+        # Each series' id, found once: by (measurement, tags JSON), and by (measurement, tag
+        # items in the point's order), so that a point of a known series needs neither sorting
+        # nor JSON for its tags. Both are emptied when a write rolls back (a new series with it).
         self._series: dict[tuple[str, str], int] = {}
+        self._seen: dict[tuple[str, tuple[tuple[str, str], ...]], int] = {}
         self._fields: set[str] = set()  # field names checked already
 
     def _initialise(self) -> None:
@@ -144,12 +148,16 @@ class SQLiteStore(Store):
 
     def _row(self, p: Point) -> tuple[int, int, str]:
         """The ``points`` row of ``p``; its names are checked once per series and field name."""
-        key = (p.measurement, _tags_json(p.tags))
-        if key not in self._series or not self._fields.issuperset(p.fields):
-            check_names(p)
-            self._fields.update(p.fields)
-        fields = json.dumps(dict(p.fields), allow_nan=False)
-        return self._series_id(*key), p.time_ns, fields
+        seen = (p.measurement, tuple(p.tags.items()))
+        sid = self._seen.get(seen)
+        if sid is None or not self._fields.issuperset(p.fields):
+            key = (p.measurement, _tags_json(p.tags))
+            if key not in self._series or not self._fields.issuperset(p.fields):
+                check_names(p)
+                self._fields.update(p.fields)
+            sid = self._seen[seen] = self._series_id(*key)
+        fields = p.fields if type(p.fields) is dict else dict(p.fields)
+        return sid, p.time_ns, _FIELDS_JSON(fields)
 
     def write(self, points: Iterable[Point]) -> None:
         """Store ``points`` in one transaction, all or none.
@@ -165,14 +173,19 @@ class SQLiteStore(Store):
                         "INSERT INTO points (series_id, time_ns, fields) VALUES (?, ?, ?)", rows
                     )
             except UsageError:
-                self._series.clear()  # rolled back with the transaction
+                self._forget_series()  # rolled back with the transaction
                 raise
             except (sqlite3.Error, ValueError) as e:
-                self._series.clear()
+                self._forget_series()
                 why = str(e)
                 if "locked" in why:
                     why = f"another process held its write lock for over {BUSY_S:g} s"
                 raise StoreError(f"writing to the SQLite store {self.path} failed: {why}") from e
+
+    def _forget_series(self) -> None:
+        """Forget the series ids known: a write rolled back, maybe with a series it added."""
+        self._series.clear()
+        self._seen.clear()
 
     def _wanted(self, measurement: str, tags: Mapping[str, str] | None) -> dict[int, dict]:
         """Series ids of ``measurement`` whose tags match, with their tags."""
@@ -268,6 +281,9 @@ class SQLiteStore(Store):
             self._lock.release()
 
 
+# A point's fields as JSON, as json.dumps(fields, allow_nan=False) writes them, without building
+# an encoder per point.
+_FIELDS_JSON = json.JSONEncoder(allow_nan=False).encode
 _PLAIN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # A json_extract value by its json_type: SQLite gives 1 and 0 for JSON's booleans, so these two
 # come back as bools; any other value (None where the field is absent) as it is.
