@@ -50,6 +50,14 @@ class RunOptions:
     warmup_batches: int = 2
     progress: bool = True
     min_duration_s: float = 0.0  # pass over the data again until the window is this long
+    # the operating point (issue 14): the engine that runs the graph, its precision, jit
+    backend: str = "tensorflow"
+    precision: str = "fp32"
+    jit: str = "auto"
+    cooldown_s: float = 0.0  # wait at most this long before each pass for power at idle
+    sweep: str | None = None  # the sweep this benchmark is a point of
+    campaign: str | None = None  # the campaign (issue 15) and its point's key
+    campaign_point: str | None = None
 
 
 @dataclass

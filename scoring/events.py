@@ -98,6 +98,20 @@ class RunStart:
     repeats: int | None = _field(AT_LEAST_ONE)  # measured passes in the benchmark
     warmup_batches: int | None = _field(NOT_NEGATIVE)  # batches run before the window
     warmup_end: str | None = _field()  # RFC 3339: when the warm-up ended
+    # the operating point (issue 14): what ran the graph and how
+    precision: str | None = _field()  # fp32, fp16, bf16 or int8
+    jit: str | None = _field()  # "on" (XLA / jit compiled) or "off"
+    sweep: str | None = _field()  # the sweep this run is a point of
+    # the environment (issue 13): a JSON object (benchmark.manifest) and the machine's id
+    manifest: str | None = _field()
+    machine_id: str | None = _field()
+    cooldown_s: float | None = _field(NOT_NEGATIVE)  # waited for power back at idle
+    cooldown_reached: int | None = _field(NOT_NEGATIVE)  # 1: within tolerance, 0: timed out
+    # a campaign's point (issue 15) and the Slurm job that ran it
+    campaign: str | None = _field()
+    campaign_point: str | None = _field()
+    slurm_job_id: str | None = _field()
+    slurm_array_task_id: str | None = _field()
 
 
 @dataclass(frozen=True)
@@ -120,6 +134,16 @@ class RunEnd:
     idle_watts: float | None = _field(NOT_NEGATIVE)  # the idle baseline before the passes
     keras: str | None = _field()  # Keras version
     pid: int | None = _field(NOT_NEGATIVE)
+    # steadiness (issue 13): per-batch latency percentiles, throughput at ~1 s (a JSON list of
+    # images/s), the longest gap without a finished batch, other processes' CPU time, the idle
+    # baseline measured again after the passes
+    latency_p50_s: float | None = _field(NOT_NEGATIVE)
+    latency_p90_s: float | None = _field(NOT_NEGATIVE)
+    latency_p99_s: float | None = _field(NOT_NEGATIVE)
+    throughput_series: str | None = _field()
+    stall_s: float | None = _field(NOT_NEGATIVE)
+    other_cpu_s: float | None = _field(NOT_NEGATIVE)
+    idle_watts_after: float | None = _field(NOT_NEGATIVE)
 
 
 @dataclass(frozen=True)
