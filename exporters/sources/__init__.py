@@ -29,6 +29,19 @@ BUILT_IN: tuple[SourceSpec, ...] = (
 )
 
 
+def update_s(name: str, settings: Settings | None = None) -> float | None:
+    """How often the sensor behind source ``name`` updates its readings, in seconds: its spec's
+    ``update_s``, else its configured ``interval_s`` (``settings``: the ``sources`` section); None
+    for a source unknown here or read anew at every sample."""
+    spec = next((s for s in BUILT_IN if s.key == name), None)
+    if spec is not None and spec.update_s is not None:
+        return spec.update_s
+    section = (settings or {}).get(name)
+    if isinstance(section, dict) and isinstance(section.get("interval_s"), int | float):
+        return float(section["interval_s"])
+    return None
+
+
 def default_settings() -> Settings:
     """The ``sources`` defaults: each built-in's settings, then ``custom: []``."""
     return {spec.key: dict(spec.defaults) for spec in BUILT_IN} | {"custom": []}

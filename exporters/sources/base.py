@@ -73,3 +73,7 @@ class SourceSpec:
     validate: Callable[[Settings, str], None] = _no_more_checks
     rechecked: bool = False  # looked for again every RECHECK_S when missing at start
     auto: Callable[[Collection[str]], tuple[bool, str]] | None = None
+    # how often the sensor behind the source's readings updates them, in seconds (RAPL's
+    # counters ~1 ms, NVML's power ~100 ms, a BMC ~1 s); None where readings are computed at
+    # each read (utilisation) or the source reads at its own interval_s (dcgm, custom)
+    update_s: float | None = None

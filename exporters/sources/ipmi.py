@@ -166,6 +166,7 @@ def _validate(settings: Settings, where: str) -> None:
 
 SPEC = SourceSpec(
     key="ipmi",
+    update_s=1.0,
     # host: null = the local /dev/ipmi0, else LAN with the password in IPMI_PASSWORD (never here)
     defaults={
         "enabled": False,

@@ -218,6 +218,7 @@ def _text(value: str | bytes) -> str:
 
 SPEC = SourceSpec(
     key="nvml",
+    update_s=0.1,
     defaults={"enabled": True, "max_watts": GPU_MAX_WATTS},
     validate=validate_max_watts,
     build=lambda settings, cfg: NvmlSource(max_watts=settings["max_watts"]),

@@ -312,6 +312,7 @@ class RaplSource:
 
 SPEC = SourceSpec(
     key="rapl",
+    update_s=0.001,
     defaults={"enabled": True, "max_watts": DEFAULT_MAX_WATTS},
     validate=validate_max_watts,
     build=lambda settings, cfg: RaplSource(cfg["sysfs_root"], settings["max_watts"]),
