@@ -88,9 +88,18 @@ score: setup
 report: setup
 	$(PY) -m scoring report --out $(or $(OUT),report) $(if $(STORE),--store $(STORE))
 
-# Performance figures (README, "Performance"): a table, and perf/results.json. About 8 minutes.
+# Performance figures (README, "Performance"): a table, and perf/results.json. About 30 minutes
+# (the simulated lab of perf/lab_scale.py: about 15).
 perf: setup
 	$(PY) perf/run.py $(if $(REPEATS_PERF),--repeats $(REPEATS_PERF))
+
+# The GPU check (README, "GPU check"): on a machine with an NVIDIA GPU, offline and without
+# TensorFlow, in at most 8 minutes; BACKEND=torch (or jax), OUT=gpu-check. No `setup` first:
+# there is no network there; the venv is made from carried wheels as README says.
+GPU_PYTHON ?= $(if $(wildcard $(PY)),$(PY),python3)
+.PHONY: gpu-check
+gpu-check:
+	$(GPU_PYTHON) scripts/gpu_check.py --backend $(or $(BACKEND),torch) --out $(or $(OUT),gpu-check)
 
 # The lab-machine stack: InfluxDB, Grafana, the exporter (COMPOSE_PROFILES in .env: cpu or gpu)
 # and the scoring service. The first `make up` writes .env with fresh secrets; an .env written
@@ -102,9 +111,29 @@ up:
 		exit 1; }
 	@test -d /sys/class/powercap || echo "note: no RAPL here (/sys/class/powercap): the" \
 		"exporter will estimate CPU power from utilisation, marked estimated" >&2
+	@if grep -q '^COMPOSE_FILE=.*docker-compose\.tls\.yml' .env \
+		&& ! grep -q '^TUBAI_TLS_CERT=.' .env; then \
+		TUBAI_TLS_NAMES="$$(sed -n 's/^TUBAI_TLS_NAMES=//p' .env)" sh scripts/make-certs.sh certs; fi
 	$(COMPOSE) up -d --build
-	@echo "Grafana: http://localhost:$$(sed -n 's/^GRAFANA_PORT=//p' .env | grep . || echo 3000)" \
+	@echo "Grafana: $$(grep -q '^COMPOSE_FILE=.*docker-compose\.tls\.yml' .env && echo https \
+		|| echo http)://localhost:$$(sed -n 's/^GRAFANA_PORT=//p' .env | grep . || echo 3000)" \
 		"(user admin, password in .env (GRAFANA_ADMIN_PASSWORD))"
+
+# A lab of machines (README, "A lab of machines"). On the central machine: `make token
+# HOST=name` mints a token that may only write the bucket (BENCH=1: read it too) and prints
+# the `make join` line for that host; `make revoke HOST=name` withdraws its tokens. On a joining
+# machine: `make join CENTRAL=https://host:8086 TOKEN=... CA=ca.pem [HOST=name]` writes
+# .env.join and starts the exporter alone (docker-compose.join.yml); NODOCKER=1 only writes it.
+.PHONY: token revoke join
+token revoke:
+	@INFLUX="$(COMPOSE) exec -T influxdb influx" sh scripts/lab-token.sh $@ "$(HOST)" \
+		$(if $(BENCH),bench)
+
+join:
+	@sh scripts/join.sh "$(CENTRAL)" "$(TOKEN)" "$(CA)" $(HOST)
+	$(if $(NODOCKER),@echo "without Docker: set -a; . ./.env.join; set +a;" \
+		"$(PY) -m exporters run",$(COMPOSE) -f docker-compose.join.yml --env-file .env.join \
+		--profile join up -d --build)
 
 # requirements.lock: the tubai image's dependencies (pyproject's [project.dependencies] and the
 # setuptools that builds the package), every release pinned with the hashes of its files, for

@@ -1,4 +1,5 @@
-"""``python -m benchmark``: ``run`` a model over a dataset as measured windows; list ``models``."""
+"""``python -m benchmark``: ``run`` a model over a dataset as measured windows; ``sweep`` its
+operating points; list ``models``."""
 
 from __future__ import annotations
 
@@ -7,6 +8,10 @@ import os
 import re
 import sys
 
+from benchmark import campaign as campaign_cli
+from benchmark import engines
+from benchmark import sweep as sweep_cli
+from benchmark.steadiness import COOLDOWN_TOLERANCE, check_cooldown
 from exporters.cli import (
     ArgumentParser,
     main_guard,
@@ -67,7 +72,13 @@ def _parser() -> ArgumentParser:
         "--weights", default="auto", help="auto (imagenet, else random), imagenet, random, or a "
         ".keras/.h5 file",
     )  # fmt: skip
-    run.add_argument("--idle", type=_idle, default=0.0, help="seconds of idle baseline first")
+    run.add_argument("--idle", type=_idle, default=0.0,
+                     help="seconds of idle baseline first, measured again after the last pass "
+                     "(a baseline that moved is flagged)")  # fmt: skip
+    run.add_argument("--cooldown", type=_idle, default=0.0, metavar="SECONDS",
+                     help="before each pass, wait at most this long for power back within "
+                     f"{COOLDOWN_TOLERANCE * 100:.0f}%% of the idle baseline (needs --idle; the "
+                     "wait is recorded)")  # fmt: skip
     run.add_argument(
         "--min-duration", type=_idle, default=0.0,
         help="seconds each pass lasts at least: the data is gone over again until then (MLPerf "
@@ -84,6 +95,9 @@ def _parser() -> ArgumentParser:
                      "is kept off, with taskset or the framework's own settings)")  # fmt: skip
     run.add_argument("--json", action="store_true", help="print one JSON document")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    engines.add_arguments(run)  # --backend, --precision, --jit
+    sweep_cli.add_parser(sub, _positive_int)
+    campaign_cli.add_parser(sub)
     models = sub.add_parser("models", help="list the model registry")
     models.add_argument("--json", action="store_true")
     return parser
@@ -149,11 +163,13 @@ def run(args) -> int:
     from exporters.stores import open_store
 
     _check_run_id(args.run_id, args.replace)
+    check_cooldown(args.cooldown, args.idle)
     opts = RunOptions(
         model=args.model, data=args.data, batch_size=args.batch_size, limit=args.limit,
         repeats=args.repeats, weights=args.weights, idle_s=args.idle, run_id=args.run_id,
-        min_duration_s=args.min_duration,
+        min_duration_s=args.min_duration, cooldown_s=args.cooldown,
         progress=not args.no_progress and sys.stderr.isatty(),
+        backend=args.backend or engines.default_backend(), precision=args.precision, jit=args.jit,
     )  # fmt: skip
     prepared = prepare(opts)  # bad input fails here, before anything starts
     with open_store(args.store) as store:
@@ -190,7 +206,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = _parser().parse_args(argv)
     setup_logging()
-    command = {"run": run, "models": models}[args.command]
+    commands = {"run": run, "models": models, "sweep": sweep_cli.sweep}
+    command = {**commands, "campaign": campaign_cli.command}[args.command]
     return main_guard("benchmark", lambda: command(args))
 
 

@@ -10,6 +10,13 @@
 gets float32 batches of pixel values 0..255, (N, H, W, C), and must be made of TensorFlow ops,
 since it runs inside the ``tf.data`` pipeline.
 
+``pipeline="numpy"`` builds the same batches without TensorFlow, for the engines that run
+without it (JAX, torch, ONNX Runtime; :mod:`benchmark.engines` chooses): images decoded and
+resized with Pillow (:mod:`benchmark.pil_images`), preprocessing in NumPy, and
+:meth:`Dataset.batches` an :class:`~benchmark.pil_images.ArrayBatches` of NumPy arrays (with
+``take`` and ``as_numpy_iterator``, like ``tf.data``). A ``preprocess=`` function must then take
+and give NumPy arrays.
+
 Sources (``data``):
 
 - a directory of ILSVRC2012 validation images, in one of the layouts :mod:`benchmark.ilsvrc`
@@ -41,6 +48,7 @@ import numpy as np
 
 from benchmark import ilsvrc
 from benchmark.images import ImageFormat, Preprocess, file_batches, preprocess_batch
+from benchmark.pil_images import ArrayBatches, file_array_batches, preprocess_array
 from benchmark.preprocess import preprocess_fn
 from exporters.errors import UsageError
 
@@ -51,6 +59,7 @@ SYNTHETIC_LIMIT = 1000
 SYNTHETIC_POOL = 32
 SYNTHETIC_SEED = 2012
 DEFAULT_CROP_RATIO = 0.875
+PIPELINES = ("tf", "numpy")  # tf.data, or NumPy and Pillow (no TensorFlow)
 
 
 class ImageSpec(Protocol):
@@ -98,26 +107,31 @@ def open_dataset(
     limit: int | None = None,
     *,
     preprocess: Preprocess | None = None,
+    pipeline: str = "tf",
 ) -> Dataset:
-    """The dataset ``data`` names ("synthetic", "digits" or a directory), shaped for ``spec``.
+    """The dataset ``data`` names ("synthetic", "digits" or a directory), shaped for ``spec``,
+    through ``pipeline`` (``tf``: ``tf.data``; ``numpy``: NumPy and Pillow, no TensorFlow).
 
     Raises :class:`UsageError` with what was expected and the fix when ``data`` is not a usable
     source or ``limit`` is not positive.
     """
     if limit is not None and (isinstance(limit, bool) or limit <= 0):
         raise UsageError(f"--limit {limit}: must be a positive number of images (or leave it out)")
-    fmt = _format(spec, preprocess)
+    if pipeline not in PIPELINES:
+        raise ValueError(f"pipeline {pipeline!r}: expected one of {PIPELINES}")
+    numpy = pipeline == "numpy"
+    fmt = _format(spec, preprocess, numpy)
     data = os.fspath(data)
     if data == "synthetic":
-        return _synthetic(fmt, limit)
+        return _synthetic(fmt, limit, numpy)
     if data == "digits":
-        return _digits(fmt, spec, limit)
+        return _digits(fmt, spec, limit, numpy)
     if not data:
         raise UsageError(f"--data is empty: give {ilsvrc.LAYOUTS}, 'synthetic' or 'digits'")
-    return _ilsvrc(Path(data), fmt, spec, limit)
+    return _ilsvrc(Path(data), fmt, spec, limit, numpy)
 
 
-def _format(spec: ImageSpec, preprocess: Preprocess | None) -> ImageFormat:
+def _format(spec: ImageSpec, preprocess: Preprocess | None, numpy: bool) -> ImageFormat:
     size = int(spec.input_size)
     channels = int(getattr(spec, "channels", 3))
     crop_ratio = float(getattr(spec, "crop_ratio", DEFAULT_CROP_RATIO))
@@ -129,7 +143,7 @@ def _format(spec: ImageSpec, preprocess: Preprocess | None) -> ImageFormat:
     if preprocess is None:
         preprocess = getattr(spec, "preprocess", None)
         if not callable(preprocess):
-            preprocess = preprocess_fn(spec)  # type: ignore[arg-type]
+            preprocess = preprocess_fn(spec, numpy=numpy)  # type: ignore[arg-type]
     return ImageFormat(size, channels, crop_ratio, preprocess)
 
 
@@ -150,15 +164,37 @@ def _check_classes(spec: ImageSpec, expected: int, what: str) -> None:
         )
 
 
-def _synthetic(fmt: ImageFormat, limit: int | None) -> Dataset:
+def _synthetic_batch(fmt: ImageFormat, batch_size: int) -> np.ndarray:
+    """The synthetic batch, uint8: pool images 0, 1, ..., 31, 0, 1, ..."""
+    rng = np.random.default_rng(SYNTHETIC_SEED)
+    pool = rng.integers(0, 256, size=(SYNTHETIC_POOL, *fmt.shape), dtype=np.uint8)
+    return np.resize(pool, (batch_size, *fmt.shape))
+
+
+def _repeated(images: np.ndarray, labels: np.ndarray, count: int) -> ArrayBatches:
+    """``count`` images in batches of ``images``: the same arrays each time, then a short one."""
+    full, rest = divmod(count, len(images))
+
+    def make():
+        for _ in range(full):
+            yield images, labels
+        if rest:
+            yield images[:rest], labels[:rest]
+
+    return ArrayBatches(make)
+
+
+def _synthetic(fmt: ImageFormat, limit: int | None, numpy: bool) -> Dataset:
     count = SYNTHETIC_LIMIT if limit is None else limit
+
+    def build_arrays(batch_size: int, cache: bool) -> ArrayBatches:
+        images = preprocess_array(fmt.preprocess, _synthetic_batch(fmt, batch_size))
+        return _repeated(images, np.full(batch_size, -1, np.int32), count)
 
     def build(batch_size: int, cache: bool) -> tf.data.Dataset:
         import tensorflow as tf
 
-        rng = np.random.default_rng(SYNTHETIC_SEED)
-        pool = rng.integers(0, 256, size=(SYNTHETIC_POOL, *fmt.shape), dtype=np.uint8)
-        cycled = np.resize(pool, (batch_size, *fmt.shape))  # pool images 0, 1, ..., 0, 1, ...
+        cycled = _synthetic_batch(fmt, batch_size)
         images = preprocess_batch(fmt.preprocess, tf.constant(cycled))
         labels = tf.fill([batch_size], tf.constant(-1, tf.int32))
         full, rest = divmod(count, batch_size)
@@ -167,10 +203,11 @@ def _synthetic(fmt: ImageFormat, limit: int | None) -> Dataset:
             ds = ds.concatenate(tf.data.Dataset.from_tensors((images[:rest], labels[:rest])))
         return ds.prefetch(tf.data.AUTOTUNE)
 
-    return Dataset("synthetic", count, False, True, count, 0, fmt.shape, build)
+    builder = build_arrays if numpy else build
+    return Dataset("synthetic", count, False, True, count, 0, fmt.shape, builder)
 
 
-def _digits(fmt: ImageFormat, spec: ImageSpec, limit: int | None) -> Dataset:
+def _digits(fmt: ImageFormat, spec: ImageSpec, limit: int | None, numpy: bool) -> Dataset:
     from benchmark import digits
 
     _check_classes(spec, digits.NUM_CLASSES, "the digits dataset")
@@ -195,11 +232,37 @@ def _digits(fmt: ImageFormat, spec: ImageSpec, limit: int | None) -> Dataset:
         ds = tf.data.Dataset.from_tensor_slices((images, tf.constant(y, tf.int32)))
         return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
+    def build_arrays(batch_size: int, cache: bool) -> ArrayBatches:
+        images = preprocess_array(fmt.preprocess, _digit_images(x, fmt))
+        labels = np.asarray(y, np.int32)
+
+        def make():
+            for start in range(0, len(images), batch_size):
+                yield images[start : start + batch_size], labels[start : start + batch_size]
+
+        return ArrayBatches(make)
+
     classes = len(set(y.tolist()))
-    return Dataset("digits", len(x), True, True, len(x_test), classes, fmt.shape, build)
+    builder = build_arrays if numpy else build
+    return Dataset("digits", len(x), True, True, len(x_test), classes, fmt.shape, builder)
 
 
-def _ilsvrc(path: Path, fmt: ImageFormat, spec: ImageSpec, limit: int | None) -> Dataset:
+def _digit_images(x: np.ndarray, fmt: ImageFormat) -> np.ndarray:
+    """The digits (N, 8, 8, 1) float32 at ``fmt``'s size (bilinear) and channels, in NumPy."""
+    if fmt.size != x.shape[1]:
+        from PIL import Image
+
+        x = np.stack([
+            np.asarray(Image.fromarray(np.ascontiguousarray(img[:, :, 0]), mode="F").resize(
+                (fmt.size, fmt.size), Image.Resampling.BILINEAR), np.float32)[:, :, None]
+            for img in x
+        ])  # fmt: skip
+    return np.repeat(x, 3, axis=-1) if fmt.channels == 3 else x
+
+
+def _ilsvrc(
+    path: Path, fmt: ImageFormat, spec: ImageSpec, limit: int | None, numpy: bool
+) -> Dataset:
     shown = os.path.normpath(path)
     if not path.exists():
         raise UsageError(
@@ -216,6 +279,6 @@ def _ilsvrc(path: Path, fmt: ImageFormat, spec: ImageSpec, limit: int | None) ->
     labels = [labels[i] for i in keep]
     classes = len(set(labels))
     complete = len(files) == ilsvrc.VAL_IMAGES and classes == ilsvrc.CLASSES
-    build = functools.partial(file_batches, files, labels, fmt)
+    build = functools.partial(file_array_batches if numpy else file_batches, files, labels, fmt)
     name = f"ilsvrc2012-val:{shown}"
     return Dataset(name, len(files), True, complete, available, classes, fmt.shape, build)

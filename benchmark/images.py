@@ -1,8 +1,9 @@
 """The image pipeline: image files to model-ready batches, in ``tf.data``.
 
 For each file: decode (3 channels, or 1 for a 1-channel model; PNGs and the odd PNG named
-``.JPEG`` too), resize so the shorter side is :func:`resize_size` and the longer keeps the aspect
-ratio (truncated, as torchvision's ``Resize(int)`` does; bilinear with antialiasing), centre-crop
+``.JPEG`` too; JPEGs with libjpeg's accurate integer DCT, as Pillow decodes them), resize so the
+shorter side is :func:`resize_size` and the longer keeps the aspect ratio (truncated, as
+torchvision's ``Resize(int)`` does; bilinear with antialiasing), centre-crop
 ``input_size`` x ``input_size`` (offset ``(excess) // 2``), round to whole pixel values (as
 PIL-based reference evaluations do). Then batch, convert to float32 and preprocess the batch,
 prefetch. Decoding runs in parallel and in order: labels always line up with their images.
@@ -10,6 +11,8 @@ prefetch. Decoding runs in parallel and in order: labels always line up with the
 :func:`resize_size` is the one formula for the resize before the crop: the registry lists it
 (:attr:`benchmark.spec.ModelSpec.resize_size`) and :func:`resize_and_crop` does it. TensorFlow is
 imported only when a pipeline is built, so the registry can use the formula without it.
+:mod:`benchmark.pil_images` is the same pipeline in NumPy and Pillow, for engines without
+TensorFlow.
 """
 
 from __future__ import annotations
@@ -83,10 +86,13 @@ def undecodable(e: BaseException) -> str | None:
 
     TensorFlow raises that from the pipeline as an ``InvalidArgumentError`` that names the
     decoding op (not the file): ``... ParallelMapV2: Input is empty. [[{{node
-    decode_image/DecodeImage}}]]``; the reason is the end of its first line.
+    decode_image}}]]``; the reason is the end of its first line. The pipeline without TensorFlow
+    raises :class:`benchmark.pil_images.UndecodableImage`, which names the file.
     """
+    if type(e).__name__ == "UndecodableImage":
+        return str(e)
     message = str(getattr(e, "message", None) or e)
-    if type(e).__name__ != "InvalidArgumentError" or f"{_DECODE}/" not in message:
+    if type(e).__name__ != "InvalidArgumentError" or f"{{{{node {_DECODE}" not in message:
         return None
     first = message.strip().splitlines()[0]
     return first.rsplit(": ", 1)[-1].strip() or first
@@ -96,7 +102,8 @@ def _load_image(path: tf.Tensor, label: tf.Tensor, fmt: ImageFormat) -> tuple[tf
     import tensorflow as tf
 
     raw = tf.io.read_file(path)
-    image = tf.io.decode_image(raw, channels=fmt.channels, expand_animations=False, name=_DECODE)
+    # decode_jpeg decodes PNG, GIF, BMP and WebP too; the accurate DCT is Pillow's (and libjpeg's)
+    image = tf.io.decode_jpeg(raw, fmt.channels, dct_method="INTEGER_ACCURATE", name=_DECODE)
     image.set_shape((None, None, fmt.channels))
     return resize_and_crop(image, fmt.size, fmt.crop_ratio), label
 

@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+RANDOM_SEED = 2012  # random weights: the same on every build
+
 
 def _build_keras(spec: ModelSpec, weights: str | None) -> keras.Model:
     constructor = resolve(spec.constructor)
@@ -39,6 +41,11 @@ def _build_keras(spec: ModelSpec, weights: str | None) -> keras.Model:
 
 
 def _build_random(spec: ModelSpec) -> keras.Model:
+    """The model with random weights: the same ones on every build (a fixed seed), so runs
+    with random weights compute the same thing and an export of them can be cached."""
+    import keras
+
+    keras.utils.set_random_seed(RANDOM_SEED)
     if spec.is_keras_application:
         return _build_keras(spec, None)
     return resolve(spec.constructor)()

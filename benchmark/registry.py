@@ -34,13 +34,21 @@ take the centre ``input_size`` square.
   ``preprocess_for_eval``) does not crop at 320 px and above; it resizes the whole image. The
   nearest shape-preserving choice is to resize the shorter side to the input size and centre-crop.
 - 1.0 for ``digits_cnn``: 8x8 images are used whole.
+
+PyTorch-native models, ``tv_*`` (:func:`_torchvision`): torchvision's builders with their
+``IMAGENET1K_V1`` weights, run by the torch engine alone where torchvision is installed
+(``pip install -e '.[torch]'``). Their top-1, top-5, parameters and MACs are the figures of
+torchvision's documentation for those weights (its "GFLOPS" count multiply-adds), and their
+crop is the weights' own evaluation transform (resize 256, crop 224; EfficientNetV2-S: 384,
+uncropped); their preprocessing is torchvision's ``Normalize`` with the ImageNet mean and
+standard deviation, Keras's ``torch`` mode.
 """
 
 from __future__ import annotations
 
 import difflib
 
-from benchmark.spec import BUILTIN, BUILTIN_FAMILIES, ModelSpec
+from benchmark.spec import BUILTIN, BUILTIN_FAMILIES, TORCHVISION_NORMALIZE, ModelSpec
 from exporters.errors import UsageError
 
 KERAS_TABLE = "keras.io/api/applications table (top-1, top-5, params)"
@@ -100,6 +108,36 @@ _CONVNEXT_SOURCE = (
     "top-1, params: keras.io/api/applications table (Keras's converted weights; {note}), no"
     " top-5 published; {macs} (paper: {paper} G FLOPs, which are MACs)"
 )
+
+TORCHVISION_DOCS = (
+    "torchvision docs (pytorch.org/vision/stable/models), {weights}: acc@1 {top1}, acc@5 {top5},"
+    " num_params, GFLOPS {gflops} (multiply-adds: MACs), resize {resize} then centre crop {crop}"
+)
+
+
+def _torchvision(
+    name: str,
+    builder: str,
+    input_size: int,
+    crop_ratio: float,
+    top1: float,
+    top5: float,
+    params: int,
+    gflops: float,
+    year: int,
+    weights: str,
+) -> ModelSpec:
+    """A PyTorch-native torchvision model with its IMAGENET1K_V1 weights (the torch engine
+    alone runs it, where torchvision is installed); figures from torchvision's docs."""
+    resize = round(input_size / crop_ratio)
+    return ModelSpec(
+        name=name, family="torchvision", constructor=f"torchvision.models.{builder}",
+        input_size=input_size, preprocess=TORCHVISION_NORMALIZE, crop_ratio=crop_ratio,
+        top1=top1, top5=top5, params=params, macs=round(gflops * 1e9), year=year,
+        source=TORCHVISION_DOCS.format(weights=weights, top1=top1 * 100, top5=top5 * 100,
+                                       gflops=gflops, resize=resize, crop=input_size),
+    )  # fmt: skip
+
 
 # Year: first publication (arXiv), as in the reference paper's Table I.
 _SPECS: tuple[ModelSpec, ...] = (
@@ -305,6 +343,11 @@ _SPECS: tuple[ModelSpec, ...] = (
         channels=1,
         trained="benchmark.digits.trained_model",
     ),
+    # PyTorch-native models (pip install -e '.[torch]'): torchvision's own weights.
+    _torchvision("tv_resnet50", "resnet50", 224, 0.875, 0.7613, 0.92862, 25_557_032, 4.09,
+                 2015, "ResNet50_Weights.IMAGENET1K_V1"),
+    _torchvision("tv_efficientnet_v2_s", "efficientnet_v2_s", 384, 1.0, 0.84228, 0.96878,
+                 21_458_488, 8.37, 2021, "EfficientNet_V2_S_Weights.IMAGENET1K_V1"),
 )  # fmt: skip
 
 MODELS: dict[str, ModelSpec] = {spec.name: spec for spec in _SPECS}

@@ -17,14 +17,16 @@ import logging
 import os
 import secrets
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
+from benchmark.manifest import pass_environment
 from benchmark.records import RunEnd, RunFail, RunStart, RunTags, ids_in_use, write_event
 from benchmark.sampling import Sampler
+from benchmark.steadiness import BatchTimer, CpuClock, check_cooldown, cool_down, window_watts
 from exporters import clock
 from exporters.errors import StoreError, UsageError, shown
 from exporters.stores.base import Store
@@ -170,30 +172,43 @@ class Prepared:
     weights: str
     backend: str
     notes: list[str]
+    engine: Any = None  # benchmark.engines.Engine: what predicts, at which precision and jit
+
+
+def data_source(data: str, spec: Any) -> str:
+    """What ``--data`` names for ``spec``: ``auto`` is the digits set for ``digits_cnn``,
+    synthetic images otherwise."""
+    if data != "auto":
+        return data
+    return "digits" if spec.family == "digits" else "synthetic"
 
 
 def prepare(opts: RunOptions) -> Prepared:
-    """Resolve the model, open the dataset and build the model with its weights."""
+    """Check the operating point, resolve the model, open the dataset and build the model
+    with its weights on its engine (:mod:`benchmark.engines`)."""
+    from benchmark import engines
     from benchmark.datasets import open_dataset
-    from benchmark.models import build_model
     from benchmark.registry import get_spec
 
+    why = engines.check_point(opts.backend, opts.precision, opts.jit)
+    if why:
+        raise UsageError(why)
+    engines.use_backend(opts.backend)  # before Keras is first imported
     spec = get_spec(opts.model)
-    data = opts.data
-    if data == "auto":
-        data = "digits" if spec.family == "digits" else "synthetic"
-    dataset = open_dataset(data, spec, opts.limit)
-    model, weights = build_model(spec, opts.weights)
-    notes = []
+    why = engines.check_model(spec, opts.backend)
+    if why:
+        raise UsageError(why)
+    pipeline = engines.pipeline_for(opts.backend)
+    dataset = open_dataset(data_source(opts.data, spec), spec, opts.limit, pipeline=pipeline)
+    engine, weights = engines.load(spec, opts.weights, opts.backend, opts.precision, opts.jit)
+    notes = list(engine.notes)
     if weights == "random" and dataset.labeled:
         notes.append("random weights: measured accuracy is meaningless, energy is real")
     if not dataset.labeled:
         notes.append(f"{dataset.name} has no labels: accuracy is the published figure")
     if getattr(dataset, "complete", True) is False:
         notes.append(f"partial ILSVRC2012 validation set: {dataset.size} of 50,000 images")
-    import keras
-
-    return Prepared(spec, dataset, model, weights, keras.backend.backend(), notes)
+    return Prepared(spec, dataset, engine.model, weights, engine.backend, notes, engine)
 
 
 @dataclass
@@ -215,6 +230,7 @@ def run_benchmark(
     opts: RunOptions, store: Store, sampler: Sampler, prepared: Prepared | None = None
 ) -> list[RunResult]:
     """Run ``opts.repeats`` measured passes; returns one result per pass, energy included."""
+    check_cooldown(opts.cooldown_s, opts.idle_s)
     p = prepared or prepare(opts)
     batches = p.dataset.batches(opts.batch_size)
     idle_watts = _idle_watts(opts.idle_s, store, sampler)
@@ -233,21 +249,14 @@ def run_benchmark(
 
 def _idle_watts(idle_s: float, store: Store, sampler: Sampler) -> float | None:
     """The host's power over ``idle_s`` seconds of doing nothing (None for no baseline)."""
-    if idle_s <= 0:
-        return None
-    idle_start, _ = sampler.mark()
-    time.sleep(idle_s)
-    idle_end, _ = sampler.mark()
-    sampler.wait_past(idle_end)
-    idle = window_energy(store, idle_start, idle_end, host=sampler.host)
-    return idle.total_joules / ((idle_end - idle_start) / 1e9)
+    return window_watts(sampler, idle_s) if idle_s > 0 else None
 
 
 def _warm_up(p: Prepared, batches: Any, count: int) -> int:
     """Run ``count`` batches outside any window (tracing, allocation, caches); returns when
     the warm-up ended."""
     for x, _ in _batches(batches.take(count), p.backend):
-        p.model.predict_on_batch(x)
+        p.engine.predict(x)
     return clock.wall_ns()
 
 
@@ -258,12 +267,21 @@ def _measured_pass(bench: _Bench, repeat: int) -> RunResult:
     run_id = run_ids(bench.base_id, opts.repeats)[repeat - 1]
     tags = RunTags(run_id, p.spec.name, p.backend, p.dataset.name, bench.sampler.host)
     start = RunStart(repeat=repeat, repeats=opts.repeats, warmup_batches=opts.warmup_batches,
-                     warmup_end=format_time(bench.warmup_end_ns))  # fmt: skip
+                     warmup_end=format_time(bench.warmup_end_ns),
+                     sweep=opts.sweep, campaign=opts.campaign, campaign_point=opts.campaign_point,
+                     slurm_job_id=os.environ.get("SLURM_JOB_ID"),
+                     slurm_array_task_id=os.environ.get("SLURM_ARRAY_TASK_ID"),
+                     precision=p.engine.precision, jit=p.engine.jit,
+                     **pass_environment(bench.sampler, p.backend, spec=p.spec))  # fmt: skip
+    start = replace(start, **_cool_down(bench))  # --cooldown: power back near idle first
     bar = tqdm(total=p.dataset.size, unit="img", disable=not opts.progress, desc=run_id,
                leave=False)  # fmt: skip
     start_ns = write_event(store, tags, start, bench.sampler.mark()[0])  # the edge's instant
+    timer, cpu = BatchTimer(), CpuClock()
+    timer.start()
+    cpu.start()
     try:
-        accuracy = _predict_all(bench, bar)
+        accuracy = _predict_all(bench, bar, timer)
     except BaseException as e:
         reason = "interrupted (Ctrl-C)" if isinstance(e, KeyboardInterrupt) else _reason(e)
         write_event(store, tags, RunFail(reason=reason[:1000]))
@@ -271,23 +289,30 @@ def _measured_pass(bench: _Bench, repeat: int) -> RunResult:
         raise
     finally:
         bar.close()
+    timer.finish()
     end_ns, _ = bench.sampler.mark()
     end = _end_event(bench, accuracy, repeat, (end_ns - start_ns) / 1e9)
-    write_event(store, tags, end, end_ns)
+    end = replace(end, **timer.fields(), other_cpu_s=cpu.other_s())
+    try:
+        end = replace(end, **_idle_after(bench, repeat))
+    finally:  # interrupted while measuring idle, the pass still ends
+        write_event(store, tags, end, end_ns)
     result = RunResult.started(tags, start_ns, notes=bench.notes)
     result.finish(end, end_ns)
     return result
 
 
-def _predict_all(bench: _Bench, bar: tqdm) -> _Accuracy:
+def _predict_all(bench: _Bench, bar: tqdm, timer: BatchTimer) -> _Accuracy:
     """Every batch through the model, over the data again until the pass has lasted
-    ``min_duration_s``; the progress bar shows the images and the host's watts."""
+    ``min_duration_s``, each timed by ``timer``; the progress bar shows the images and the
+    host's watts."""
     p, sampler = bench.prepared, bench.sampler
     accuracy = _Accuracy()
     deadline = time.monotonic() + bench.opts.min_duration_s
     while True:
         for x, y in _batches(bench.batches, p.backend):
-            scores = np.asarray(p.model.predict_on_batch(x))
+            scores = np.asarray(p.engine.predict(x))
+            timer.batch(len(scores))
             accuracy.add(scores, np.asarray(y))
             bar.update(len(scores))
             watts = sampler.watts()
@@ -296,6 +321,24 @@ def _predict_all(bench: _Bench, bar: tqdm) -> _Accuracy:
         if time.monotonic() >= deadline:
             return accuracy
         bar.total += p.dataset.size
+
+
+def _cool_down(bench: _Bench) -> dict[str, float | int]:
+    """``--cooldown``: wait for the host's power back near the idle baseline; what the pass's
+    ``start`` event says of the wait (nothing without a cool-down)."""
+    if bench.opts.cooldown_s <= 0 or not bench.idle_watts:  # no baseline to wait for
+        return {}
+    cooled = cool_down(bench.sampler, bench.idle_watts, bench.opts.cooldown_s)
+    return {"cooldown_s": round(cooled.waited_s, 3), "cooldown_reached": int(cooled.reached)}
+
+
+def _idle_after(bench: _Bench, repeat: int) -> dict[str, float]:
+    """After the last pass, with ``--idle``: the idle baseline measured again (after the
+    cool-down, with ``--cooldown``), for the last pass's ``end`` event."""
+    if repeat < bench.opts.repeats or bench.idle_watts is None:
+        return {}
+    _cool_down(bench)
+    return {"idle_watts_after": window_watts(bench.sampler, bench.opts.idle_s)}
 
 
 def _end_event(bench: _Bench, accuracy: _Accuracy, repeat: int, duration_s: float) -> RunEnd:

@@ -15,6 +15,7 @@ from typing import Any
 from benchmark.images import resize_size
 
 BUILTIN = "builtin"
+TORCHVISION_NORMALIZE = "torchvision.transforms.Normalize"
 
 # What each family's Keras preprocess_input does (keras/src/applications/*.py, all through
 # imagenet_utils.preprocess_input): "tf" scales 0..255 to -1..1; "caffe" flips RGB to BGR and
@@ -32,6 +33,8 @@ PREPROCESS_MODES: dict[str, str] = {
     "keras.applications.mobilenet_v2.preprocess_input": "tf",
     "keras.applications.nasnet.preprocess_input": "tf",
     "keras.applications.densenet.preprocess_input": "torch",
+    # torchvision's ImageNet weights: transforms.Normalize with the ImageNet mean and std
+    TORCHVISION_NORMALIZE: "torch",
 }
 # Families whose Keras models rescale their own 0..255 input (a Rescaling or Normalization layer
 # first; include_preprocessing=True by default), and whose preprocess_input is a pass-through.
@@ -88,6 +91,11 @@ class ModelSpec:
     @property
     def is_keras_application(self) -> bool:
         return self.constructor.startswith("keras.applications.")
+
+    @property
+    def is_torchvision(self) -> bool:
+        """A PyTorch-native torchvision model: only the torch engine runs it."""
+        return self.constructor.startswith("torchvision.models.")
 
     @property
     def preprocess_mode(self) -> str:

@@ -5,6 +5,7 @@ them from there, offline. When it cannot fetch them, :func:`is_fetch_failure` re
 failure and :func:`fetch_fix` says which file to download and where to put it. A weights file
 given by path is a ``.keras`` model (loaded whole, by :func:`load_saved_model`) or ``.h5``
 weights (loaded into the architecture, by :func:`load_weights_into`); either must fit the spec.
+Exports of a model for another engine (ONNX) are kept beside them, in :func:`export_cache_dir`.
 """
 
 from __future__ import annotations
@@ -27,6 +28,12 @@ WEIGHTS_SUFFIXES = (".keras", ".h5")
 def _keras_models_dir() -> str:
     home = os.environ.get("KERAS_HOME")
     return os.path.join(home, "models") if home else "~/.keras/models"
+
+
+def export_cache_dir() -> str:
+    """Where exports of models for other engines are kept: ``onnx`` beside Keras's weights
+    (``$KERAS_HOME/models/onnx``, else ``~/.keras/models/onnx``)."""
+    return os.path.join(os.path.expanduser(_keras_models_dir()), "onnx")
 
 
 def is_fetch_failure(e: BaseException) -> bool:

@@ -5,6 +5,7 @@ translated into these where they are caught, with ``raise ... from e``.
 
 - :class:`UsageError`: bad input from the user (config, store URL, arguments, times): exit 2.
 - :class:`StoreError`: a store could not be reached or answered with an error: exit 1.
+  :class:`DatabaseNotFound`, one of these, is a database not created yet.
 - :class:`SourceError`: a source could not read; the agent records it and goes on.
 
 A value quoted back in a message goes through :func:`shown`: its ``repr``, so that it stays on
@@ -32,6 +33,11 @@ class ConfigError(UsageError):
 
 class StoreError(TubaiError):
     """A store failed; the message names the store (never its credentials)."""
+
+
+class DatabaseNotFound(StoreError):
+    """The store's database does not exist (an InfluxDB one nothing was written to yet): a
+    reader may take it as empty; a write creates it."""
 
 
 class SourceError(TubaiError):

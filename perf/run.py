@@ -13,6 +13,8 @@
    tree, edges read against interpolated (perf/cadence_error.py).
 7. ``end_window`` latency with edges read, in-process and through a running exporter
    (perf/edge_latency.py).
+8. A lab on this machine: 1, 10 and 50 agents at 0.1 s over TLS into one InfluxDB, its
+   ceiling, and ``scoring runs``/``report`` with 10,000 runs in the store (perf/lab_scale.py).
 
 Each figure is a median of ``--repeats`` runs. InfluxDB is a real ``influxd`` on a free port.
 Prints a table with the targets and writes everything to ``perf/results.json``.
@@ -37,6 +39,7 @@ sys.path.insert(0, str(HERE.parent / "tests"))
 
 import agent_overhead  # noqa: E402
 import cadence_error  # noqa: E402
+import lab_scale  # noqa: E402
 from influxd import InfluxD, find_influxd  # noqa: E402
 
 MEDIANS = ("core_pct", "core_pct_with_startup", "startup_cpu_s", "wall_s", "power_ticks_missed")
@@ -181,6 +184,7 @@ def table(results: dict) -> str:
     lines.extend(cadence_error.table_lines(results["cadence_error"]["cadence_error"]))
     for path, q in results["edge_latency"]["end_window_ms"].items():
         add(f"end_window, {path.replace('_', ' ')}", f"p95 {q['p95']:.2f} ms", "p95 < 5 ms")
+    lines.extend(lab_scale.table_lines(results["lab_scale"], add))
     return "\n".join(lines)
 
 
@@ -200,6 +204,7 @@ def main() -> None:
         "window_error": _script("window_error.py"),
         "cadence_error": _script("cadence_error.py"),
         "edge_latency": _script("edge_latency.py"),
+        "lab_scale": _script("lab_scale.py"),
     }
     results["seconds"] = time.time() - started
     Path(args.out).write_text(json.dumps(results, indent=2) + "\n")

@@ -1,5 +1,5 @@
 """``python -m scoring``: ``energy`` in a window, ``runs`` with scores and rankings, the
-``report``, and the scoring service (``serve``)."""
+``report``, the scoring service (``serve``), and bundles: ``export``, ``verify``, ``import``."""
 
 from __future__ import annotations
 
@@ -13,11 +13,12 @@ from exporters.stores import open_store
 from exporters.stores.base import Store
 from exporters.times import parse_time
 from exporters.window import DEFAULT_COUNTED, WindowEnergy, window_energy
-from scoring import jsonout
+from scoring import bundle, importer, jsonout, rankings, verify
 from scoring.figures import ALWAYS, FIGURES, TEXT, Figure, printable
 from scoring.rankings import SCORES, compare, entries, ranking
 from scoring.runs import RunScore, load_runs, repeat_stats, warn_invalid
 from scoring.service import ScoringService
+from scoring.sweep import ranked_at_best
 
 
 def _parser() -> ArgumentParser:
@@ -42,6 +43,8 @@ def _parser() -> ArgumentParser:
     runs.add_argument("--since", default="0", help="only runs started after this time")
     runs.add_argument("--score", default="composite", choices=sorted(SCORES), help="rank by")
     runs.add_argument("--reference", help="reference machine (host) for the comparison")
+    runs.add_argument("--at-best", action="store_true", help="rank each swept model at its "
+                      "energy-optimal sweep point on each machine (benchmark sweep)")  # fmt: skip
     runs.add_argument("--json", action="store_true", help="print one JSON document")
 
     report = sub.add_parser("report", help="write index.html, scores.csv, scores.json, charts")
@@ -58,6 +61,8 @@ def _parser() -> ArgumentParser:
     serve.add_argument("--grace", type=positive_float, default=10.0,
                        help="seconds after a run's end to wait for its last samples")  # fmt: skip
     serve.add_argument("--once", action="store_true", help="one pass, then exit")
+    for module in (bundle, verify, importer):  # export, verify, import: their own modules
+        module.add_parser(sub)
     return parser
 
 
@@ -121,7 +126,9 @@ def _header(figure: Figure) -> str:
     return f"{view.header:{view.width}}" if figure.unit == TEXT else f"{view.header:>{view.width}}"
 
 
-def runs_text(runs: list[RunScore], score: str, reference: str | None) -> str:
+def runs_text(runs: list[RunScore], score: str, reference: str | None,
+              ranked: list[RunScore] | None = None) -> str:  # fmt: skip
+    """The runs table, repeats and rankings; ``ranked``: the runs rankings use (all)."""
     columns = [
         f for f in RUN_COLUMNS if f.cli.show == ALWAYS or any(f.value(r) is not None for r in runs)
     ]
@@ -134,14 +141,12 @@ def runs_text(runs: list[RunScore], score: str, reference: str | None) -> str:
         lines.append("\nrepeats (mean uWh per inference, spread = std/mean):")
         for s in stats:
             flag = "  SPREAD OVER 5%" if s.flagged else ""
-            lines.append(f"  {s.host:12} {s.model:20} {s.runs} runs  {s.uwh_mean:.4f} uWh  "
+            lines.append(f"  {s.host:12} {s.label:20} {s.runs} runs  {s.uwh_mean:.4f} uWh  "
                          f"spread {s.spread:.1%}{flag}")  # fmt: skip
-    items = entries(runs)
-    for host, ranked in ranking(items, score).items():
-        lines.append(f"\nranking on {host} by {score}:")
-        for i, e in enumerate(ranked, 1):
-            lines.append(f"  {i:2d}. {e.model:24} {e.score(score):10.4g}  "
-                         f"({e.runs} run{'s' if e.runs > 1 else ''})")  # fmt: skip
+    items = entries(runs if ranked is None else ranked)
+    for host, in_order in ranking(items, score).items():
+        lines += ["", *rankings.ranking_lines(host, in_order, score)]
+    lines += ["", *rankings.rating_lines(runs), *rankings.environment_lines(runs)]
     hosts = sorted({e.host for e in items})
     if len(hosts) > 1:
         ref = reference or hosts[0]
@@ -168,20 +173,23 @@ def _load(store: Store, since: str) -> list[RunScore]:
 def runs_command(args) -> int:
     with open_store(args.store) as store:
         runs = _load(store, args.since)
+        ranked, at_best = ranked_at_best(store, runs) if args.at_best else (runs, None)
     if args.json:
-        items = entries(runs)
+        items = entries(ranked)
         doc = {
             "runs": [r.as_dict() for r in runs],
             "repeats": [vars(s) | {"spread": s.spread, "flagged": s.flagged}
                         for s in repeat_stats(runs)],
             "rankings": {h: [e.model for e in es] for h, es in ranking(items, args.score).items()},
             "score": args.score,
-        }  # fmt: skip
+        } | rankings.ranking_json(runs, items, args.score)  # fmt: skip
+        if at_best is not None:
+            doc["at_best"] = at_best  # {host: {model: the run of its best sweep point}}
         jsonout.dump(doc)
     elif not runs:
         print("no runs in this store yet: make bench (or python -m benchmark run) makes one")
     else:
-        print(runs_text(runs, args.score, args.reference))
+        print(runs_text(runs, args.score, args.reference, ranked))
     return 0
 
 
@@ -214,6 +222,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     setup_logging()
     commands = {"energy": energy, "runs": runs_command, "report": report, "serve": serve}
+    commands |= {"export": bundle.export_command, "verify": verify.verify_command,
+                 "import": importer.import_command}  # fmt: skip
     return main_guard("scoring", lambda: commands[args.command](args))
 
 

@@ -1,4 +1,5 @@
-"""The report's charts as PNG bytes: the Pareto chart and power over a run's window.
+"""The report's charts as PNG bytes: the Pareto chart, power over a run's window and its
+throughput strip.
 
 Figures are built with matplotlib's object API (``matplotlib.figure.Figure`` drawn by the Agg
 canvas), never through pyplot: no global backend switch, no figure registry to leak into, so
@@ -158,4 +159,33 @@ def power_chart(run: RunScore, samples: EnergySamples | None) -> bytes | None:
     ax.set_ylim(bottom=0)
     ax.grid(True, alpha=0.3)
     ax.legend(loc="upper right", fontsize=8)
+    return _png(fig)
+
+
+def throughput_chart(run: RunScore) -> bytes | None:
+    """A strip to go under the run's power chart, on the same time axis: images/s per bin of
+    its ``throughput_series`` over the window, with the batch latency percentiles and the
+    longest gap without a finished batch in the title; ``None`` without a series."""
+    series, seconds = run.throughput_series, run.duration_s
+    if not series or not seconds:
+        return None
+    bin_s = seconds / len(series)
+    fig = Figure(figsize=(10, 1.9), dpi=DPI, layout="constrained")
+    ax = fig.add_subplot()
+    edges = np.arange(len(series) + 1) * bin_s
+    ax.stairs(series, edges, fill=True, color="#4c72b0", alpha=0.6, label="images/s")
+    margin_s = margin_ns(run) / 1e9
+    ax.set_xlim(-margin_s, seconds + margin_s)
+    ax.set_ylim(bottom=0)
+    parts = [f"images/s per {bin_s:.2g} s"]
+    if run.latency_p50_s is not None and run.latency_p99_s is not None:
+        parts.append(
+            f"batch p50 {run.latency_p50_s * 1e3:.3g} ms, p99 {run.latency_p99_s * 1e3:.3g} ms"
+        )
+    if run.stall_s is not None:
+        parts.append(f"longest gap {run.stall_s:.3g} s")
+    ax.set_title("; ".join(parts), fontsize=9)
+    ax.set_xlabel("seconds from the window start")
+    ax.set_ylabel("images/s")
+    ax.grid(True, alpha=0.3)
     return _png(fig)

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
 from exporters.schema import control_char
+from scoring import steadiness
 from scoring.scores import canziani, composite, netscore, uwh_per_inference, watt_hours
 
 if TYPE_CHECKING:
@@ -152,6 +153,13 @@ def _netscore(r: RunScore) -> float | None:
     return netscore(r.top1, r.params, r.macs) if r.top1 and r.params and r.macs else None
 
 
+def _ci_share(r: RunScore) -> float | None:
+    """Half the 95% interval of the run's group's energy per inference over its centre
+    (:mod:`scoring.confidence`)."""
+    low, high = r.uwh_ci_low, r.uwh_ci_high
+    return None if low is None or high is None or not high + low else (high - low) / (high + low)
+
+
 def _throttle_reasons(r: RunScore) -> list[str] | None:
     """Why the GPU throttled longest did (None where no GPU reports throttling)."""
     return None if r.stats is None or r.throttled_share is None else r.stats.throttle_reasons
@@ -182,6 +190,16 @@ FIGURES: tuple[Figure, ...] = (
            report=View("top-1 source"), point=True),
     _derived("composite", "", lambda r: _composite(r, r.uwh_per_inference),
              cli=View("composite", ".3g", width=9), report=View("composite", ".2f"), point=True),
+    _field("rating", TEXT, cli=View("rate", width=4), report=View("energy rating"), point=True),
+    _field("rating_ratio", "", report=View("vs references", ".2f", SOME), point=True),
+    _field("passes", "", report=View("passes", "d", SOME), point=True),
+    _derived("uwh_ci_share", "share", _ci_share, cli=View("±95%", ".1%", SOME, 6)),
+    _field("uwh_ci_low", "uWh", report=View("uWh/inference 95% low", ".4g", SOME), point=True),
+    _field("uwh_ci_high", "uWh", report=View("uWh/inference 95% high", ".4g", SOME),
+           point=True),
+    _field("composite_ci_low", "", report=View("composite 95% low", ".2f", SOME), point=True),
+    _field("composite_ci_high", "", report=View("composite 95% high", ".2f", SOME),
+           point=True),
     _derived("net_composite", "", lambda r: _composite(r, r.net_uwh_per_inference),
              report=View("net composite", ".2f"), point=True),
     _derived("canziani", "", _canziani, report=View("Canziani", ".2f"), point=True),
@@ -217,6 +235,25 @@ FIGURES: tuple[Figure, ...] = (
              report=View("wall uWh/inference", ".4g", SOME), point=True),
     _derived("wall_composite", "", lambda r: _composite(r, r.wall_uwh_per_inference),
              report=View("wall composite", ".2f", SOME), point=True),
+    # steadiness (scoring.steadiness): per-batch timing, and the figure of each of its flags
+    _field("latency_p50_s", "s", report=View("batch p50 s", ".4g", NEVER), point=True),
+    _field("latency_p90_s", "s", report=View("batch p90 s", ".4g", NEVER), point=True),
+    _field("latency_p99_s", "s", report=View("batch p99 s", ".4g", NEVER), point=True),
+    _field("stall_s", "s", report=View("longest gap s", ".3g", NEVER), point=True),
+    _derived("throughput_cv", "share", steadiness.throughput_cv_of,
+             report=View("throughput CV", ".1%", NEVER), point=True),
+    _derived("sensor_updates", "", steadiness.sensor_updates,
+             report=View("sensor updates", ".0f", NEVER), point=True),
+    _field("power_drift_pct", "%", report=View("power drift %", "+.1f", NEVER), point=True),
+    _field("other_cpu_s", "s", point=True),
+    _derived("other_cpu_cores", "", steadiness.other_cpu_cores,
+             report=View("other CPU cores", ".2f", NEVER), point=True),
+    _field("idle_w_after", "W", point=True),
+    _derived("idle_moved_pct", "%", steadiness.idle_moved_pct,
+             report=View("idle moved %", "+.1f", NEVER), point=True),
+    _field("cooldown_s", "s", report=View("cooldown s", ".1f", NEVER), point=True),
+    _field("cooldown_reached", "", point=True),
+    _field("machine_id", TEXT, report=View("machine id", show=NEVER), point=True),
     _field("flags", TEXT, point=True, sep="; "),
 )  # fmt: skip
 

@@ -4,8 +4,9 @@ CSS and one small script are inline, charts are ``data:`` PNGs, and a Content-Se
 allows nothing else (no requests, and no script but the page's own, by hash). It holds the runs
 table (flagged runs marked, failed and invalid ones greyed with their reason, estimated energy
 marked ESTIMATED), repeat statistics, rankings per machine by composite score, the
-cross-machine table where there are several machines, the Pareto chart, and power over time for
-the newest finished runs. Every user string (run ids, models, hosts, flags) is escaped.
+cross-machine table where there are several machines, the Pareto chart, the sweeps' chart
+(where runs are sweep points), and power over time for the newest finished runs. Every user
+string (run ids, models, hosts, flags) is escaped.
 """
 
 from __future__ import annotations
@@ -17,7 +18,16 @@ from collections.abc import Iterable, Sequence
 from types import ModuleType
 
 from exporters.stores.base import Store
-from scoring.rankings import Comparison, Entry
+from scoring.confidence import describe
+from scoring.rankings import (
+    Comparison,
+    Entry,
+    environment_summary,
+    environments,
+    marks,
+    mixed_settings,
+)  # fmt: skip
+from scoring.rating import bands_text
 from scoring.report_data import Column, Report, notes, page_columns, text
 from scoring.runs import SPREAD_LIMIT, RepeatStats, RunScore
 
@@ -56,8 +66,15 @@ _CSP = (
 )
 REPEAT_HEADERS = ("host", "model", "dataset", "backend", "batch", "runs", "mean uWh/inference",
                   "std uWh/inference", "spread", "mean composite", "")  # fmt: skip
-RANKING_HEADERS = ("rank", "model", "runs", "top-1", "uWh/inference", "composite", "Canziani",
-                   "NetScore")  # fmt: skip
+RANKING_HEADERS = ("rank", "model", "runs", "top-1", "uWh/inference", "composite",
+                   "composite 95% interval", "energy rating", "Canziani", "NetScore",
+                   "confidence")  # fmt: skip
+RATING_INTRO = (
+    "Intervals: Student-t at 95% over the passes; neighbours whose intervals overlap are not "
+    "distinguishable. Energy rating: energy per inference over the geometric mean of the "
+    "reference models' measured on the same machine, task and operating point (README, "
+    '"Energy rating"):'
+)
 RUNS_INTRO = (  # HTML
     "Energy per inference in µWh; composite = top-1² / mWh per inference; power and utilisation "
     "are averages over the run's window; throttled is the share of the window a GPU spent "
@@ -110,7 +127,7 @@ def _repeats_table(stats: list[RepeatStats]) -> str:
     rows = []
     for s in stats:
         flag = f"spread over {SPREAD_LIMIT:.0%}" if s.flagged else ""
-        cells = [_td(v) for v in (s.host, s.model, s.dataset, s.backend, s.batch_size)]
+        cells = [_td(v) for v in (s.host, s.label, s.dataset, s.backend, s.batch_size)]
         cells += [_td(s.runs, "d"), _td(s.uwh_mean, ".4g"), _td(s.uwh_std, ".3g"),
                   _td(s.spread, ".2%"), _td(s.composite_mean, ".2f")]  # fmt: skip
         cells.append(
@@ -124,13 +141,24 @@ def _ranking_tables(rankings: dict[str, list[Entry]]) -> str:
     parts = []
     for host, es in rankings.items():
         rows = []
-        for i, e in enumerate(es, 1):
-            cells = [_td(i, "d"), _td(e.model), _td(e.runs, "d"), _td(e.accuracy, ".2%"),
-                     _td(e.uwh_per_inference, ".4g"), _td(e.composite, ".2f"),
-                     _td(e.canziani, ".2f"), _td(e.netscore, ".2f")]  # fmt: skip
+        for i, (e, m) in enumerate(zip(es, marks(es), strict=True), 1):
+            cells = [_td(i, "d"), _td(e.label or e.model), _td(e.runs, "d"),
+                     _td(e.accuracy, ".2%"), _td(e.uwh_per_inference, ".4g"),
+                     _td(e.composite, ".2f"), _td(describe(e.composite_ci, ".2f")),
+                     _td(e.rating), _td(e.canziani, ".2f"), _td(e.netscore, ".2f"),
+                     _td("; ".join(m))]  # fmt: skip
             rows.append(("", cells))
-        parts.append(f"<h3>{_e(host)}</h3>" + _table(RANKING_HEADERS, rows))
+        mixed = mixed_settings(es)
+        mixed_html = f"<p>This ranking mixes settings: {_e('; '.join(mixed))}.</p>" if mixed else ""
+        parts.append(f"<h3>{_e(host)}</h3>" + _table(RANKING_HEADERS, rows) + mixed_html)
     return "".join(parts) or "<p>No scored runs.</p>"
+
+
+def _environment_table(runs: list[RunScore]) -> str:
+    """Each machine's environment: its latest run's manifest (benchmark.manifest)."""
+    rows = [("", [_td(h), _td(m), _td(environment_summary(manifest))])
+            for (h, m), manifest in environments(runs).items()]  # fmt: skip
+    return _table(("host", "machine id", "environment"), rows) if rows else "<p>No manifests.</p>"
 
 
 def _comparison_table(rows: list[Comparison], hosts: list[str], reference: str) -> str:
@@ -167,13 +195,36 @@ def _power_section(store: Store, runs: list[RunScore], charts: ModuleType,
             f"{_e(joules)} J over {r.duration_s:.2f} s; the run's window is shaded"
         )
         png = charts.power_chart(r, charts.run_samples(store, r))
+        strip = charts.throughput_chart(r)  # images/s on the same time axis, under the power
+        under = "" if strip is None else _img(strip, f"throughput over time of run {r.run_id}")
+        images += strip is not None
         if png is None:
-            parts.append(f"<figure><figcaption>{caption}: no power samples.</figcaption></figure>")
+            parts.append(f"<figure>{under}<figcaption>{caption}: no power samples."
+                         "</figcaption></figure>")  # fmt: skip
             continue
         images += 1
         alt = f"power over time of run {r.run_id}"
-        parts.append(f"<figure>{_img(png, alt)}<figcaption>{caption}</figcaption></figure>")
+        parts.append(f"<figure>{_img(png, alt)}{under}<figcaption>{caption}</figcaption></figure>")
     return "".join(parts) or "<p>No finished runs.</p>", images
+
+
+def _sweep_section(store: Store, runs: list[RunScore]) -> tuple[list[str], int]:
+    """The sweeps' chart (:mod:`scoring.sweep_chart`) and each swept model's energy-optimal
+    point; nothing where no run is a sweep point."""
+    from scoring.sweep import sweep_points, sweeps
+    from scoring.sweep_chart import sweep_chart
+
+    groups = sweeps(sweep_points(store, runs))
+    if not groups:
+        return [], 0
+    png = sweep_chart(groups)
+    best = "".join(f"<li>{_e(s.model)} on {_e(s.host)}: {_e(s.best.setting)}, "
+                   f"{_e(text(s.best.uwh_per_inference, '.4g'))} µWh per inference</li>"
+                   for s in groups if s.best is not None)  # fmt: skip
+    alt = "sweep chart: energy per inference against p99 latency, front ringed"
+    chart = _img(png, alt) if png is not None else "<p>No p99 latency recorded: no front.</p>"
+    intro = "Each model's energy-optimal operating point (python -m benchmark sweep):"
+    return [f'<h2 id="sweeps">Sweeps</h2><p>{intro}</p><ul>{best}</ul>{chart}'], int(bool(png))
 
 
 def _chart_sections(store: Store, report: Report, charts: ModuleType,
@@ -186,9 +237,10 @@ def _chart_sections(store: Store, report: Report, charts: ModuleType,
         else "<p>No scored runs to draw.</p>"
     )
     power_html, images = _power_section(store, report.runs, charts, max_power_charts)
-    sections = ['<h2 id="pareto">Pareto chart</h2>' + pareto_html,
+    sweep_html, sweep_images = _sweep_section(store, report.runs)
+    sections = ['<h2 id="pareto">Pareto chart</h2>' + pareto_html, *sweep_html,
                 '<h2 id="power">Power over time</h2>' + power_html]  # fmt: skip
-    return sections, images + (pareto is not None)
+    return sections, images + (pareto is not None) + sweep_images
 
 
 def _table_sections(report: Report) -> list[str]:
@@ -203,7 +255,10 @@ def _table_sections(report: Report) -> list[str]:
         '<h2 id="repeats">Repeats</h2><p>Runs of one model on one machine (same dataset, '
         f"backend, batch size): spread is the standard deviation over the mean; over "
         f"{SPREAD_LIMIT:.0%} is flagged.</p>" + _repeats_table(report.repeats),
-        '<h2 id="rankings">Rankings by composite score</h2>' + _ranking_tables(report.rankings),
+        '<h2 id="rankings">Rankings by composite score</h2>'
+        + _ranking_tables(report.rankings)
+        + f"<p>{_e(RATING_INTRO)} {_e(bands_text())}.</p>",
+        '<h2 id="environment">Environment</h2>' + _environment_table(report.runs),
     ]
     if report.comparison and report.reference:
         sections.append(

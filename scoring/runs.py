@@ -22,18 +22,20 @@ inference or score, so it is never ranked.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import statistics
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import MISSING, dataclass, field, fields
-from typing import TypeVar
+from dataclasses import MISSING, dataclass, field, fields, replace
+from typing import Protocol, TypeVar
 
 from exporters.errors import shown
 from exporters.schema import RUN, Point
 from exporters.stores.base import Store
 from exporters.window import DEFAULT_COUNTED, DomainEnergy, WindowEnergy, energy_of, read_energy
+from scoring import confidence, rating, steadiness
 from scoring.events import EVENT, InvalidEvent, RunEnd, RunFail, RunStart, RunTags, parse_event
 from scoring.figures import DERIVED, FIGURES, figures_from, usable_energy, with_figures
 from scoring.stats import RunStats, run_stats
@@ -77,6 +79,32 @@ class RunScore:
     flags: list[str] = field(default_factory=list)
     stats: RunStats | None = None
     superseded: int = 0  # earlier runs under this run id, left unscored
+    # from the start event: the operating point, and the environment (benchmark.manifest)
+    precision: str = ""
+    jit: str = ""
+    machine_id: str = ""
+    manifest: dict = field(default_factory=dict)
+    # over the run's group of passes (scoring.confidence) and its machine's references
+    # (scoring.rating): set by annotate_groups
+    passes: int | None = None
+    uwh_ci_low: float | None = None
+    uwh_ci_high: float | None = None
+    composite_ci_low: float | None = None
+    composite_ci_high: float | None = None
+    rating: str | None = None
+    rating_ratio: float | None = None
+    # steadiness (scoring.steadiness): per-batch timing, other processes' CPU time, the idle
+    # baseline after the passes and the cool-down (from the events), the power's trend
+    latency_p50_s: float | None = None
+    latency_p90_s: float | None = None
+    latency_p99_s: float | None = None
+    throughput_series: list[float] | None = None  # images/s per bin of duration_s / len
+    stall_s: float | None = None
+    other_cpu_s: float | None = None
+    idle_w_after: float | None = None
+    cooldown_s: float | None = None
+    cooldown_reached: bool | None = None
+    power_drift_pct: float | None = None
 
     def as_dict(self) -> dict:
         """Its fields, its derived figures, its window's statistics, then its domains."""
@@ -93,6 +121,14 @@ class RunScore:
         return cls(run_id=tags.run_id, model=tags.model, host=tags.host, backend=tags.backend,
                    dataset=tags.dataset, status="running", start_ns=start_ns, **more)  # fmt: skip
 
+    def begin(self, start: RunStart) -> None:
+        """Take what the run's ``start`` event says: its operating point and environment (a
+        manifest that is not a JSON object is kept as ``{"error": ...}``)."""
+        self.precision, self.jit = start.precision or "", start.jit or ""
+        self.machine_id = start.machine_id or ""
+        self.manifest = parse_manifest(start.manifest)
+        steadiness.take_start(self, start)
+
     def finish(self, end: RunEnd, end_ns: int) -> None:
         """Take what the run's ``end`` event says: it finished, and what it computed."""
         self.status, self.end_ns = "finished", end_ns
@@ -103,6 +139,7 @@ class RunScore:
         self.weights = end.weights or ""
         self.batch_size = end.batch_size
         self.idle_w = end.idle_watts
+        steadiness.take_end(self, end)
 
     @property
     def remarks(self) -> list[str]:
@@ -149,6 +186,8 @@ def _run_of(points: list[Point]) -> RunScore | None:
     except InvalidEvent as e:
         run.invalidate(str(e))
         return run
+    if isinstance(events[0], RunStart):
+        run.begin(events[0])
     if isinstance(events[-1], RunFail):
         run.status, run.reason = "failed", events[-1].reason or ""
     elif isinstance(events[-1], RunEnd):
@@ -181,6 +220,7 @@ def score_run(store: Store, run: RunScore, counted: Sequence[str] = DEFAULT_COUN
         energy = energy_of(samples, counted)
         run.set_energy(energy)
         run.stats = run_stats(store, run.host, energy, samples)
+        run.power_drift_pct = steadiness.power_drift_pct(samples, counted)
         counted_domains = energy.counted
     try:
         run.flags = _flags(run, counted_domains)
@@ -212,7 +252,7 @@ def _flags(run: RunScore, counted: list[DomainEnergy]) -> list[str]:
         flags.append("accuracy is the published figure, not measured")
     if run.weights == "random" and run.accuracy_source == "measured":
         flags.append("random weights: the measured accuracy is meaningless")
-    return flags + (run.stats.flags() if run.stats else [])
+    return flags + (run.stats.flags() if run.stats else []) + steadiness.flags(run)
 
 
 def warn_invalid(run: RunScore, warned: set[tuple[str, int]] | None = None) -> None:
@@ -230,23 +270,52 @@ def load_runs(
     store: Store, start_ns: int = 0, end_ns: int = 2**62, counted: Sequence[str] = DEFAULT_COUNTED
 ) -> list[RunScore]:
     """Every run with events in the range, finished ones scored."""
-    runs = runs_from_events(store.read(RUN, start_ns, end_ns))
-    return [score_run(store, r, counted) for r in runs]
+    runs = [
+        score_run(store, r, counted) for r in runs_from_events(store.read(RUN, start_ns, end_ns))
+    ]
+    annotate_groups(runs)
+    return runs
+
+
+def annotate_groups(runs: Sequence[RunScore], only: Iterable[RunScore] | None = None) -> None:
+    """Give each run of ``only`` (default: all) what it has as one of ``runs``: its group's
+    intervals (:mod:`scoring.confidence`) and its rating (:mod:`scoring.rating`)."""
+    confidence.annotate(runs, only)
+    rating.annotate(runs, only)
+
+
+def parse_manifest(text: str | None) -> dict:
+    """A ``start`` event's manifest as a dict (empty for none)."""
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError as e:
+        return {"error": f"the manifest is not JSON: {e}"}
+    return value if isinstance(value, dict) else {"error": "the manifest is not a JSON object"}
 
 
 @dataclass(frozen=True)
 class RepeatStats:
-    """Repeated runs of one model on one machine (same dataset, backend and batch size)."""
+    """Repeated runs of one model on one machine at one operating point: the fields of
+    :func:`scoring.confidence.group_key`, in its order."""
 
     host: str
     model: str
     dataset: str
     backend: str
+    precision: str
+    jit: str
     batch_size: int | None
     runs: int
     uwh_mean: float
     uwh_std: float
     composite_mean: float | None
+    label: str = ""  # the model, and its operating point where it has several (point_labels)
+
+    @property
+    def point(self) -> str:
+        return operating_point(self.backend, self.precision, self.jit, self.batch_size)
 
     @property
     def spread(self) -> float:
@@ -257,13 +326,39 @@ class RepeatStats:
         return self.runs > 1 and self.spread > SPREAD_LIMIT
 
 
+def operating_point(backend: str, precision: str, jit: str, batch_size: int | None) -> str:
+    """An operating point in words, what is unknown left out: ``tensorflow fp32 jit off,
+    batch 32``."""
+    words = " ".join(w for w in (backend, precision, jit and f"jit {jit}") if w)
+    return ", ".join(w for w in (words, f"batch {batch_size}" if batch_size else "") if w)
+
+
+class AtPoint(Protocol):
+    """A model at an operating point on a machine (a :class:`RepeatStats`, a ranking entry)."""
+
+    @property
+    def host(self) -> str: ...
+    @property
+    def model(self) -> str: ...
+    @property
+    def point(self) -> str: ...
+
+
+def point_labels(items: Sequence[AtPoint]) -> list[str]:
+    """Each item's model, with its operating point where that model is at several on its
+    machine among ``items``, so that two of its points never read alike."""
+    points: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for i in items:
+        points[(i.host, i.model)].add(i.point)
+    return [i.model if len(points[(i.host, i.model)]) < 2 else f"{i.model} ({i.point})"
+            for i in items]  # fmt: skip
+
+
 def repeat_stats(runs: Iterable[RunScore]) -> list[RepeatStats]:
-    """Mean and spread (sample standard deviation over mean) of energy per inference."""
-    groups: dict[tuple, list[RunScore]] = defaultdict(list)
-    for r in runs:
-        if r.uwh_per_inference is not None:
-            groups[(r.host, r.model, r.dataset, r.backend, r.batch_size)].append(r)
+    """Mean and spread (sample standard deviation over mean) of energy per inference, per
+    group of passes (:func:`scoring.confidence.groups`), each labelled (:func:`point_labels`)."""
     out = []
+    groups = confidence.groups(runs)
     for key, members in sorted(groups.items(), key=lambda kv: tuple(map(str, kv[0]))):
         uwh = [r.uwh_per_inference for r in members]
         scores = [r.composite for r in members if r.composite is not None]
@@ -276,4 +371,4 @@ def repeat_stats(runs: Iterable[RunScore]) -> list[RepeatStats]:
                 composite_mean=statistics.fmean(scores) if scores else None,
             )
         )
-    return out
+    return [replace(s, label=label) for s, label in zip(out, point_labels(out), strict=True)]

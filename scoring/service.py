@@ -39,7 +39,7 @@ from exporters.schema import RUN, SCORE, FieldValue, Point
 from exporters.stores.base import Store
 from exporters.window import DEFAULT_COUNTED
 from scoring.figures import FIGURES
-from scoring.runs import RunScore, runs_from_events, score_run, warn_invalid
+from scoring.runs import RunScore, annotate_groups, runs_from_events, score_run, warn_invalid
 
 log = logging.getLogger(__name__)
 
@@ -64,10 +64,22 @@ def score_point(run: RunScore) -> Point:
     return Point(SCORE, tags, values, run.end_ns or run.start_ns)
 
 
-def scored_runs(store: Store) -> set[tuple[str, int]]:
-    """The (``run_id``, end) of every run that has a ``score`` point (stamped at its end)."""
+def scored_runs(store: Store) -> dict[tuple[str, int], float | None]:
+    """The (``run_id``, end) of every run that has a ``score`` point (stamped at its end), and
+    the energy the point says."""
     points = store.read(SCORE, 0, 2**62, fields=["energy_j", "flags"])
-    return {(p.tags.get("run_id", ""), p.time_ns) for p in points}
+    return {(p.tags.get("run_id", ""), p.time_ns): p.fields.get("energy_j") for p in points}
+
+
+def annotate_new(runs: list[RunScore], new: list[RunScore], done: dict) -> None:
+    """Give the runs scored now their group's intervals and their rating
+    (:func:`~scoring.runs.annotate_groups`) among every run scored so far: those scored
+    before take their energy from their score point (``done``: :func:`scored_runs`)."""
+    for run in runs:
+        if run.status == "finished" and run.energy_j is None:
+            energy_j = done.get((run.run_id, run.end_ns))
+            run.energy_j = energy_j if isinstance(energy_j, int | float) else None
+    annotate_groups(runs, only=new)
 
 
 def score_pending(
@@ -84,7 +96,8 @@ def score_pending(
     reported = set() if reported is None else reported
     done = scored_runs(store)
     scored = []
-    for run in runs_from_events(store.read(RUN, 0, 2**62)):
+    runs = runs_from_events(store.read(RUN, 0, 2**62))
+    for run in runs:
         pending = run.status == "finished" and (run.run_id, run.end_ns) not in done
         if pending:
             score_run(store, run, counted)  # a figure that cannot be computed: invalid
@@ -94,8 +107,10 @@ def score_pending(
         settled = pending and now_ns - run.end_ns > grace_s * 1e9
         if not pending or ((run.coverage or 0) < 1 and not settled):
             continue  # scored already, not finished, or its last samples may be on their way
-        store.write([score_point(run)])
         scored.append(run)
+    annotate_new(runs, scored, done)
+    for run in scored:
+        store.write([score_point(run)])
         log.info("scored %s (%s): %s", run.run_id, run.model, _describe(run))
     store.flush()
     return scored

@@ -10,6 +10,7 @@ way Grafana would send it, and requires an answer without error and with data.
 from __future__ import annotations
 
 import json
+import math
 import threading
 import time
 from pathlib import Path
@@ -55,6 +56,7 @@ HOST = "lab-1.tubai"  # the benchmark machine: RAPL fixture, CPU model, fake GPU
 OTHER_HOST = "lab-2"  # /proc is the fixture tree: disks, interfaces, MHz whatever this machine has
 FIXTURE_PROC = Path(__file__).parent / "fixtures" / "proc"
 RUN_ID = "digits/cnn (dashboards) 1.0"  # regex specials: Grafana escapes them, InfluxDB matches
+RUN_IDS = [f"{RUN_ID}.1", f"{RUN_ID}.2"]  # its two passes
 WRAPS = {"package-0": 262_143.0, "psys": 262_143.0}
 WATTS = {"package-0": 30.0, "psys": 45.0}
 
@@ -182,8 +184,9 @@ class _GpuClock:
         self._thread.join()
 
 
-def _fill(store: InfluxDBStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Two agents sampling, a benchmark run marked in between, then its score."""
+def _fill(store: InfluxDBStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list:
+    """Two agents sampling, a benchmark run of two passes marked in between, then their scores
+    (returned: their 95% intervals are on the Scores dashboard)."""
     from benchmark.runner import RunOptions, run_benchmark
     from benchmark.sampling import Sampler
     from exporters.config import load_config
@@ -230,16 +233,18 @@ def _fill(store: InfluxDBStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
             time.sleep(3.0)
             with Sampler(store, host=HOST, config=load_config()) as sampler:
                 assert sampler.external  # it found lab1's agent feeding the store
-                options = RunOptions(  # long enough for system samples (0.5 s) in the window
+                options = RunOptions(  # long enough for system samples (0.5 s) in the window,
+                    # and for three throughput bins (the throughput CV of the Steadiness panel)
                     model="digits_cnn",
                     limit=900,
                     batch_size=64,
                     progress=False,
                     run_id=RUN_ID,
-                    min_duration_s=1.5,
+                    min_duration_s=3.0,
+                    repeats=2,  # passes of one group: intervals, on the Scores dashboard
                 )
-                (result,) = run_benchmark(options, store, sampler)
-            assert result.energy is not None and result.energy.total_joules > 0
+                results = run_benchmark(options, store, sampler)
+            assert all(r.energy is not None and r.energy.total_joules > 0 for r in results)
             time.sleep(1.0)  # samples after the run, on the power panels
     finally:
         for agent in (lab1, lab2):
@@ -247,9 +252,11 @@ def _fill(store: InfluxDBStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
         for t in threads:
             t.join(timeout=30)
         writer.stop()
-    (scored,) = score_pending(store, grace_s=0.0)
-    assert scored.run_id == RUN_ID and scored.composite is not None
+    scored = score_pending(store, grace_s=0.0)
+    assert [r.run_id for r in scored] == RUN_IDS and all(r.composite for r in scored)
+    assert all(r.passes == 2 and r.uwh_ci_low < r.uwh_ci_high for r in scored)
     store.flush()
+    return scored
 
 
 def _influxql(http: str, database: str, q: str) -> dict:
@@ -292,7 +299,7 @@ def test_every_dashboard_query_answers_with_data(influxd, tmp_path, monkeypatch)
     pytest.importorskip("tensorflow")
     started_ms = time.time_ns() // 1_000_000
     with InfluxDBStore(influxd.http, influxd.database, spool_dir=tmp_path / "spool") as store:
-        _fill(store, tmp_path, monkeypatch)
+        scored = _fill(store, tmp_path, monkeypatch)
     start_ms, end_ms = started_ms - 60_000, time.time_ns() // 1_000_000 + 60_000
 
     problems: list[str] = []
@@ -320,6 +327,38 @@ def test_every_dashboard_query_answers_with_data(influxd, tmp_path, monkeypatch)
         if name == "gpu.json":
             assert values["gpu"] == ["0", "1"]
         if name == "runs.json":
-            assert values["run_id"] == [RUN_ID]
+            assert values["run_id"] == RUN_IDS[-1:]  # the latest, as Grafana sorts them
     assert checked >= 40
+    if scored[-1].composite_ci_high == math.inf:  # the energy's interval reached 0 (module
+        # confidence): no upper end to show, all else is
+        problems = [p for p in problems if "'composite 95% high'" not in p]
     assert not problems, "\n".join(problems)
+    _check_intervals(influxd, scored)
+    _check_environment(influxd)
+
+
+def _check_environment(influxd) -> None:
+    """The Runs dashboard's environment is the pass's: this machine's id and its manifest."""
+    from benchmark.manifest import machine_id
+
+    panel = next(p for p in DASHBOARDS["runs.json"]["panels"] if "Environment" in p["title"])
+    query = render(panel["targets"][0]["query"], {"run_id": RUN_IDS[-1:]}, 0, 2**41)
+    (series,) = _influxql(influxd.http, influxd.database, query)["results"][0]["series"]
+    row = dict(zip(series["columns"], series["values"][0], strict=True))
+    assert row["machine"] == machine_id() == json.loads(row["manifest"])["machine_id"]
+    assert series["tags"]["backend"] == json.loads(row["manifest"])["backend"]
+
+
+def _check_intervals(influxd, scored: list) -> None:
+    """The Scores dashboard's intervals are those of the group's latest pass."""
+    panel = next(p for p in DASHBOARDS["scores.json"]["panels"] if "interval" in p["title"])
+    query = render(panel["targets"][0]["query"], {"host": [HOST]}, 0, 2**41)
+    (series,) = _influxql(influxd.http, influxd.database, query)["results"][0]["series"]
+    row = dict(zip(series["columns"], series["values"][0], strict=True))
+    latest = scored[-1]
+    assert row["passes"] == 2
+    assert row["uWh 95% low"] == pytest.approx(latest.uwh_ci_low, rel=1e-9)
+    assert row["uWh 95% high"] == pytest.approx(latest.uwh_ci_high, rel=1e-9)
+    assert row["composite 95% low"] == pytest.approx(latest.composite_ci_low, rel=1e-9)
+    high = latest.composite_ci_high
+    assert row["composite 95% high"] == (None if high == math.inf else pytest.approx(high))

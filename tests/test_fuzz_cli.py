@@ -229,13 +229,23 @@ SCORING = {
     "energy": {"--start": TIMES, "--end": TIMES, "--store": STORES, "--host": TEXT,
                "--count": TEXT, "--json": None},
     "runs": {"--since": TIMES, "--score": st.one_of(st.just("composite"), TEXT),
-             "--reference": TEXT, "--json": None, "--store": STORES},
+             "--reference": TEXT, "--json": None, "--store": STORES, "--at-best": None},
     "report": {"--out": OUTS, "--since": TIMES, "--reference": TEXT, "--store": STORES},
     "serve": {"--poll": SECONDS.map(_short), "--grace": SECONDS, "--store": STORES},
+    "export": {"--out": OUTS, "--store": STORES},
+    "verify": {"--help": None},  # it has no options
+    "import": {"--store": STORES},
 }  # fmt: skip
+# What verify and import are given: no bundle, a store, odd files and places.
+BUNDLES = st.one_of(st.sampled_from(["{root}/store.db", "{root}/afile", "{root}/adir",
+                                     "{root}/non-utf8.yaml", "/nonexistent.tar.gz",
+                                     "/proc/self/status", "{root}/a\x00b"]), TEXT)  # fmt: skip
 REQUIRED = {  # given half the time, so that the command runs
     "energy": st.tuples(st.just("--start"), TIMES).map(list),
     "report": st.tuples(st.just("--out"), OUTS).map(list),
+    "export": st.lists(TEXT, min_size=1, max_size=2).map(lambda ids: ["--out", "{root}/b", *ids]),
+    "verify": BUNDLES.map(lambda path: [path]),
+    "import": BUNDLES.map(lambda path: [path]),
 }
 
 
@@ -247,9 +257,35 @@ def _missing_data(text: str) -> str:
 BENCHMARK_RUN = {
     "--model": st.one_of(st.sampled_from(sorted(MODELS)), TEXT),
     "--batch-size": SECONDS, "--limit": SECONDS, "--repeats": SECONDS, "--weights": TEXT,
-    "--idle": SECONDS, "--min-duration": SECONDS, "--store": STORES, "--run-id": TEXT,
-    "--json": None, "--no-progress": None,
+    "--idle": SECONDS, "--min-duration": SECONDS, "--cooldown": SECONDS, "--store": STORES,
+    "--run-id": TEXT, "--json": None, "--no-progress": None,
 }  # fmt: skip
+BENCHMARK_SWEEP = {
+    "--model": st.one_of(st.sampled_from(sorted(MODELS)), TEXT), "--batch-sizes": TEXT,
+    "--backends": st.one_of(st.sampled_from(["tensorflow", "jax", "torch,onnxruntime"]), TEXT),
+    "--precisions": st.one_of(st.sampled_from(["fp32", "fp16,int8"]), TEXT), "--jit": TEXT,
+    "--limit": SECONDS, "--weights": TEXT, "--min-duration": SECONDS, "--store": STORES,
+    "--sweep-id": TEXT, "--json": None, "--no-progress": None,
+}  # fmt: skip
+
+# A campaign's plan: random YAML (the config file's text), odd files, or the example; always
+# --dry-run, so that a plan that checks out lists its points and runs none.
+CAMPAIGN_PLANS = st.sampled_from(
+    [
+        "{root}/config.yaml",
+        "{root}/non-utf8.yaml",
+        "{root}/adir",
+        "/nonexistent.yaml",
+        "{root}/afile",
+        str(Path(__file__).resolve().parent.parent / "examples" / "campaign.yaml"),
+    ]
+)
+BENCHMARK_CAMPAIGN = {
+    "--shard": st.one_of(st.sampled_from(["0/3", "2/3", "3/3", "0/0", "1/1"]), TEXT),
+    "--store": STORES,
+    "--json": None,
+    "--no-progress": None,
+}
 
 
 # Each command: its main() and its argument lists. The last options keep a command short:
@@ -270,6 +306,14 @@ COMMANDS: dict[str, tuple[Callable[[list[str]], int], st.SearchStrategy[list[str
     "benchmark run": (benchmark_main, st.builds(
         lambda argv, data: ["run", *argv, "--data", _missing_data(data)],
         options(BENCHMARK_RUN), st.one_of(TEXT, st.sampled_from(["", "{root}/afile"])),
+    )),
+    "benchmark sweep": (benchmark_main, st.builds(
+        lambda argv, data: ["sweep", *argv, "--data", _missing_data(data)],
+        options(BENCHMARK_SWEEP), st.one_of(TEXT, st.sampled_from(["", "{root}/afile"])),
+    )),
+    "benchmark campaign": (benchmark_main, st.builds(
+        lambda plan, argv: ["campaign", plan, *argv, "--dry-run"],
+        CAMPAIGN_PLANS, options(BENCHMARK_CAMPAIGN),
     )),
     "benchmark models": (benchmark_main, options({"--json": None}).map(lambda a: ["models", *a])),
 }  # fmt: skip

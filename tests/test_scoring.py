@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import logging
 import subprocess
@@ -12,12 +13,16 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import requests
-from run_fixtures import add_run
+from run_fixtures import S, add_power, add_run
 
+from benchmark.records import write_event
 from exporters.stores.influxdb import InfluxDBStore
 from exporters.stores.sqlite import SQLiteStore
 from paper import paper_rows
+from scoring.__main__ import main
+from scoring.events import RunEnd, RunStart, RunTags
 from scoring.rankings import compare, entries, ranking
+from scoring.report import write_report
 from scoring.runs import load_runs, repeat_stats
 from scoring.service import ScoringService, score_pending, scored_runs
 
@@ -72,6 +77,42 @@ def test_repeat_statistics_flag_a_spread_over_5_percent(sqlite) -> None:
     assert stats["steady"].spread == pytest.approx(0.011, abs=0.001)
     assert not stats["steady"].flagged
     assert stats["noisy"].flagged
+
+
+def _run_at(store, run_id: str, model: str, start_s: float, watts: float, precision: str) -> None:
+    """A 10 s run of ``model`` at ``precision`` (jit off, batch 32) on host "lab"."""
+    add_power(store, "lab", "rapl", "package-0", [start_s - 2 + i for i in range(15)], [watts] * 15)
+    tags = RunTags(run_id, model, "tensorflow", "synthetic", "lab")
+    write_event(store, tags, RunStart(precision=precision, jit="off"), round(start_s * S))
+    end = RunEnd(inferences=1000, top1=0.7, batch_size=32, params=4e6, macs=3e8)
+    write_event(store, tags, end, round((start_s + 10) * S))
+
+
+def test_repeats_show_the_operating_point_where_a_model_has_several(
+    sqlite, tmp_path, capsys
+) -> None:
+    """Two precisions of one model are two repeat groups: `scoring runs` and the report tell
+    them apart by their operating point; a model at one point is shown by its name."""
+    start = 100.0
+    for model, precision, watts in [("mobilenet", "fp32", 4.0), ("mobilenet", "fp16", 2.0),
+                                    ("resnet", "fp32", 8.0)]:  # fmt: skip
+        for i in range(2):
+            _run_at(sqlite, f"{model}-{precision}.{i}", model, start, watts, precision)
+            start += 20
+    sqlite.flush()
+    fp32, fp16 = (f"mobilenet (tensorflow {p} jit off, batch 32)" for p in ("fp32", "fp16"))
+    stats = {s.label: s for s in repeat_stats(load_runs(sqlite))}
+    assert set(stats) == {fp32, fp16, "resnet"}
+    assert stats[fp32].uwh_mean == pytest.approx(2 * stats[fp16].uwh_mean)
+    capsys.readouterr()
+    assert main(["runs", "--store", sqlite.url]) == 0
+    repeats = capsys.readouterr().out.partition("repeats (")[2]
+    for label in (fp32, fp16, "resnet "):
+        assert f"lab          {label}" in repeats, repeats
+    page = write_report(sqlite, tmp_path / "report", load_runs(sqlite), max_power_charts=0)
+    section = page.read_text().partition('id="repeats"')[2].partition("</table>")[0]
+    for label in (fp32, fp16, "resnet"):
+        assert f"<td>lab</td><td>{html.escape(label)}</td>" in section
 
 
 def test_the_papers_figures_reproduce_table_iii_and_the_a100_ranking(sqlite) -> None:

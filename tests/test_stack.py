@@ -6,6 +6,9 @@ engine.
 renders the stack with .env.example's values, and the tests read the result. Where neither is
 installed those tests are skipped, unless ``TUBAI_REQUIRE_COMPOSE=1`` makes that a failure.
 The init scripts run for real, against a fake ``influx`` CLI that records what it is asked.
+A lab of machines: the TLS overlay (docker-compose.tls.yml), the joining machine's file
+(docker-compose.join.yml), scripts/make-certs.sh (checked with openssl), scripts/join.sh, and
+scripts/lab-token.sh (``make token``/``make revoke``, against a fake ``influx`` CLI).
 """
 
 from __future__ import annotations
@@ -822,3 +825,247 @@ def test_rapl_reads_the_host_through_the_exporters_mounts(tmp_path: Path, mounte
         assert [r.counters["joules_total"].raw for r in rapl.read()] == [123456789] * 2
     else:  # the class links alone dangle: why the whole /sys is mounted
         assert not ok
+
+
+# -- TLS on the central machine, and machines that join it (README, "A lab of machines") -------
+
+TLS_FILE = ROOT / "docker-compose.tls.yml"
+JOIN_FILE = ROOT / "docker-compose.join.yml"
+MAKE_CERTS = ROOT / "scripts" / "make-certs.sh"
+JOIN = ROOT / "scripts" / "join.sh"
+LAB_TOKEN = ROOT / "scripts" / "lab-token.sh"
+TLS_COMPOSE = "docker-compose.yml:docker-compose.tls.yml"
+
+
+@pytest.fixture(scope="module")
+def tls_stacks(compose: list[str]) -> dict[str, dict]:
+    """The stack with docker-compose.tls.yml laid over it, per exporter profile."""
+    tls = ["-f", str(TLS_FILE)]
+    return {p: _rendered(compose, ENV_EXAMPLE, *tls, "--profile", p) for p in ("cpu", "gpu")}
+
+
+def test_tls_serves_https_and_every_client_verifies_it(tls_stacks: dict[str, dict]) -> None:
+    certs = ROOT / "certs"
+    for profile, stack in tls_stacks.items():
+        services = stack["services"]
+        for name, service in services.items():
+            if name not in ("influxdb", "dcgm-exporter"):  # those two are hardened apart
+                _hardened(service)
+            for host, port in _published(service):
+                assert host == "127.0.0.1", f"{name} publishes {port} on {host or 'all'}"
+            sources = [source for source, _ in _mounts(service).values()]
+            assert not any(s.endswith("ca.key") for s in sources), f"{name} gets the CA's key"
+        influxdb = services["influxdb"]
+        env, mounts = influxdb["environment"], _mounts(influxdb)
+        assert env["INFLUXD_TLS_CERT"] == "/etc/tubai/tls/server.pem"
+        assert env["INFLUXD_TLS_KEY"] == "/etc/tubai/tls/server.key"
+        assert mounts["/etc/tubai/tls/server.pem"] == (str(certs / "server.pem"), True)
+        assert mounts["/etc/tubai/tls/server.key"] == (str(certs / "server.key"), True)
+        assert "https://127.0.0.1:8086" in influxdb["healthcheck"]["test"]
+        assert mounts["/var/lib/influxdb2"] == ("influxdb-data", False)  # the base's mounts stay
+        grafana = services["grafana"]
+        env, mounts = grafana["environment"], _mounts(grafana)
+        assert env["GF_SERVER_PROTOCOL"] == "https" and env["SSL_CERT_DIR"] == "/etc/tubai/ca"
+        assert mounts["/etc/tubai/ca/ca.pem"] == (str(certs / "ca.pem"), True)
+        tls_datasources = str(ROOT / "grafana" / "provisioning" / "datasources-tls")
+        assert mounts["/etc/grafana/provisioning/datasources"] == (tls_datasources, True)
+        exporter = services["exporter" if profile == "cpu" else "exporter-gpu"]
+        clients = {
+            "scoring": "influxdb+https://influxdb:8086/tubai?ca=/etc/tubai/tls/ca.pem",
+            "exporter": "influxdb+https://127.0.0.1:8086/tubai?ca=/etc/tubai/tls/ca.pem",
+        }
+        for service, url in (
+            (services["scoring"], clients["scoring"]),
+            (exporter, clients["exporter"]),
+        ):
+            command = service["command"]
+            assert command[command.index("--store") + 1] == url
+            assert _mounts(service)["/etc/tubai/tls/ca.pem"] == (str(certs / "ca.pem"), True)
+        assert "--metrics-port" in exporter["command"] and exporter["network_mode"] == "host"
+    # the TLS datasource is the plain one but for its URL
+    plain = yaml.safe_load(DATASOURCE.read_text())
+    tls = yaml.safe_load((ROOT / "grafana/provisioning/datasources-tls/tubai.yml").read_text())
+    assert tls["datasources"][0].pop("url") == "https://influxdb:8086"
+    assert plain["datasources"][0].pop("url") == "http://influxdb:8086"
+    assert tls == plain
+
+
+def test_the_env_file_turns_tls_on(compose: list[str], tmp_path: Path) -> None:
+    lines = ENV_EXAMPLE.read_text().splitlines()
+    assert f"#COMPOSE_FILE={TLS_COMPOSE}" in lines  # documented, off by default
+    env = tmp_path / "tls.env"
+    env.write_text("\n".join(x.lstrip("#") if "COMPOSE_FILE=" in x else x for x in lines) + "\n")
+    cmd = [*compose, "--project-directory", str(ROOT), "--env-file", str(env), "config"]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=_clean_env(), cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    influxdb = yaml.safe_load(done.stdout)["services"]["influxdb"]
+    assert influxdb["environment"]["INFLUXD_TLS_CERT"] == "/etc/tubai/tls/server.pem"
+    used = set(re.findall(r"\$\{([A-Z_][A-Z0-9_]*)", TLS_FILE.read_text()))
+    assert used <= set(_env_file(ENV_EXAMPLE)), "used by docker-compose.tls.yml, undocumented"
+
+
+def _openssl(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["openssl", *args], capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.skipif(not shutil.which("openssl"), reason="needs openssl")
+def test_make_certs_signs_the_names_of_the_env_and_never_overwrites(tmp_path: Path) -> None:
+    out = tmp_path / "certs"
+    env = {**_clean_env(), "TUBAI_TLS_NAMES": "lab-1.example.org,10.0.0.5"}
+    done = subprocess.run(["sh", str(MAKE_CERTS), str(out)], env=env, capture_output=True,
+                          text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert stat.S_IMODE((out / "ca.key").stat().st_mode) == 0o600
+    ca, server = str(out / "ca.pem"), str(out / "server.pem")
+    for name in ("lab-1.example.org", "localhost", "influxdb"):
+        assert _openssl("verify", "-CAfile", ca, "-verify_hostname", name, server).returncode == 0
+    for ip in ("10.0.0.5", "127.0.0.1"):
+        assert _openssl("verify", "-CAfile", ca, "-verify_ip", ip, server).returncode == 0
+    assert _openssl("verify", "-CAfile", ca, "-verify_hostname", "other.org", server).returncode
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    again = subprocess.run(["sh", str(MAKE_CERTS), str(out), "x.org"], env=env,
+                           capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert again.returncode == 0 and "left as it is" in again.stdout
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+@pytest.mark.skipif(not shutil.which("make"), reason="needs make")
+def test_make_up_makes_certificates_only_where_tls_is_asked(tmp_path: Path) -> None:
+    (tmp_path / "scripts").symlink_to(ROOT / "scripts")
+    assert _make_env(tmp_path / ".env", COMPOSE_PROFILES="cpu").returncode == 0
+    text = (tmp_path / ".env").read_text()
+
+    def up() -> subprocess.CompletedProcess:
+        make = ["make", "-s", "-f", str(ROOT / "Makefile"), "up", "COMPOSE=echo compose"]
+        return subprocess.run(make, cwd=tmp_path, capture_output=True, text=True,
+                              env=_clean_env(), timeout=120)  # fmt: skip
+
+    assert up().returncode == 0 and not (tmp_path / "certs").exists()
+    (tmp_path / ".env").write_text(text.replace("#COMPOSE_FILE=", "COMPOSE_FILE="))
+    done = up()
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "certs" / "server.pem").exists() and "compose up -d --build" in done.stdout
+    (tmp_path / ".env").write_text(text.replace("#COMPOSE_FILE=", "COMPOSE_FILE=").replace(
+        "TUBAI_TLS_CERT=\n", "TUBAI_TLS_CERT=/etc/mine.pem\n"))  # fmt: skip
+    shutil.rmtree(tmp_path / "certs")
+    assert up().returncode == 0 and not (tmp_path / "certs").exists()  # the user's own
+
+
+def _join(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["sh", str(JOIN), *args], cwd=tmp_path, capture_output=True,
+                          text=True, env=_clean_env(), timeout=60)  # fmt: skip
+
+
+def test_join_writes_the_exporters_env_and_refuses_bad_input_in_one_line(
+    tmp_path: Path,
+) -> None:
+    certs = tmp_path / "c"
+    subprocess.run(["sh", str(MAKE_CERTS), str(certs)], check=True, capture_output=True)
+    ca = tmp_path / "ca.pem"
+    shutil.copy(certs / "ca.pem", ca)
+    done = _join(tmp_path, "https://central.lab:8086", "tok_EN-1==", "ca.pem", "lab-2")
+    assert done.returncode == 0, done.stderr
+    out = tmp_path / ".env.join"
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
+    assert _env_file(out) == {
+        "TUBAI_HOST": "lab-2",
+        "TUBAI_STORE": "influxdb+https://central.lab:8086/tubai",
+        "TUBAI_INFLUXDB_CA": str(ca),
+        "TUBAI_INFLUXDB_TOKEN": "tok_EN-1==",
+    }
+    assert "tok_EN-1" not in done.stdout  # the token is never printed
+    bad = {
+        "is not https://host[:port]": ("http://central.lab:8086", "t", "ca.pem"),
+        "not https://host[:port]": ("https://central.lab/x;rm", "t", "ca.pem"),
+        "not a token": ("https://central.lab", "a b", "ca.pem"),
+        "cannot be read": ("https://central.lab", "t", "missing.pem"),
+        "not a PEM certificate": ("https://central.lab", "t", ".env.join"),
+        "not a host name": ("https://central.lab", "t", "ca.pem", "a;b"),
+        "give CENTRAL=": ("https://central.lab",),
+    }
+    for why, args in bad.items():
+        done = _join(tmp_path, *args)
+        assert done.returncode == 2 and why in done.stderr, (args, done.stderr)
+        assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+def test_a_joining_machine_runs_the_exporter_alone(compose: list[str], tmp_path: Path) -> None:
+    env = tmp_path / ".env.join"
+    env.write_text("TUBAI_HOST=lab-2\nTUBAI_STORE=influxdb+https://central.lab:8086/tubai\n"
+                   f"TUBAI_INFLUXDB_CA={tmp_path}/ca.pem\nTUBAI_INFLUXDB_TOKEN=t0k\n")  # fmt: skip
+    cmd = [*compose, "-f", str(JOIN_FILE), "--project-directory", str(ROOT)]
+    done = subprocess.run([*cmd, "--env-file", str(env), "--profile", "join", "config"],
+                          capture_output=True, text=True, env=_clean_env(), timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    services = yaml.safe_load(done.stdout)["services"]
+    assert list(services) == ["exporter"]
+    exporter = services["exporter"]
+    assert exporter["profiles"] == ["join"] and "ports" not in exporter
+    assert exporter["cap_drop"] == ["ALL"] and exporter["read_only"] is True
+    assert "no-new-privileges:true" in exporter["security_opt"]
+    command = " ".join(exporter["command"])
+    assert "--store influxdb+https://central.lab:8086/tubai --host lab-2" in command
+    assert exporter["environment"]["TUBAI_INFLUXDB_TOKEN"] == "t0k"
+    assert exporter["environment"]["TUBAI_INFLUXDB_CA"] == "/etc/tubai/ca.pem"
+    mounts = _mounts(exporter)
+    assert mounts["/etc/tubai/ca.pem"] == (f"{tmp_path}/ca.pem", True)
+    assert mounts["/var/lib/tubai/spool"] == ("tubai-spool", False)
+    env.write_text("TUBAI_HOST=lab-2\n")  # without what make join writes: refused, and why
+    done = subprocess.run([*cmd, "--env-file", str(env), "config"], capture_output=True,
+                          text=True, env=_clean_env(), timeout=60)  # fmt: skip
+    assert done.returncode != 0 and "make join writes .env.join" in done.stdout + done.stderr
+
+
+# A stand-in for the influx CLI in the InfluxDB container, for scripts/lab-token.sh: it records
+# each call and answers `bucket list`, `auth create` (a token) and `auth list` (two hosts).
+LAB_INFLUX = """#!{python}
+import json, os, sys
+args = sys.argv[1:]
+with open(os.environ["FAKE_INFLUX_LOG"], "a") as log:
+    log.write(json.dumps(args) + "\\n")
+if args[:2] == ["bucket", "list"]:
+    print("feedfacecafe0001\\ttubai\\t\\tinfinite\\t168h0m0s\\t0123456789abcdef\\timplicit")
+elif args[:2] == ["auth", "create"]:
+    print("0c0c\\t" + args[args.index("--description") + 1] + "\\tminted-token==\\tadmin\\t0d\\t[]")
+elif args[:2] == ["auth", "list"]:
+    for i, d in ((1, "tubai join: lab-2"), (2, "tubai join: lab-22"), (3, "tubai join: lab-2")):
+        print(f"{{i:016x}}\\t{{d}}\\ttoken{{i}}\\tadmin\\t0d\\t[]")
+"""
+
+
+def _lab_token(tmp_path: Path, *args: str, env_text: str = "") -> tuple[int, str, list]:
+    fake = tmp_path / "influx"
+    fake.write_text(LAB_INFLUX.format(python=sys.executable))
+    fake.chmod(0o755)
+    (tmp_path / ".env").write_text(env_text or ENV_EXAMPLE.read_text())
+    log = tmp_path / "influx.log"
+    log.unlink(missing_ok=True)
+    environ = {**_clean_env(), "INFLUX": str(fake), "FAKE_INFLUX_LOG": str(log)}
+    done = subprocess.run(["sh", str(LAB_TOKEN), *args], cwd=tmp_path, capture_output=True,
+                          text=True, env=environ, timeout=60)  # fmt: skip
+    calls = [json.loads(x) for x in log.read_text().splitlines()] if log.exists() else []
+    return done.returncode, done.stdout + done.stderr, calls
+
+
+def test_make_token_mints_a_write_only_token_per_host_and_revoke_withdraws_it(
+    tmp_path: Path,
+) -> None:
+    rc, out, calls = _lab_token(tmp_path, "token", "lab-2")
+    assert rc == 0, out
+    create = next(c for c in calls if c[:2] == ["auth", "create"])
+    assert create == ["auth", "create", "--org", "tubai", "--write-bucket", "feedfacecafe0001",
+                      "--description", "tubai join: lab-2", "--hide-headers"]  # fmt: skip
+    assert "make join CENTRAL=https://" in out and "TOKEN=minted-token== CA=ca.pem" in out
+    rc, out, calls = _lab_token(tmp_path, "token", "lab-3", "bench")
+    create = next(c for c in calls if c[:2] == ["auth", "create"])
+    assert rc == 0 and "--read-bucket" in create and "--write-bucket" in create
+    tls = ENV_EXAMPLE.read_text().replace("#COMPOSE_FILE=", "COMPOSE_FILE=")
+    rc, out, calls = _lab_token(tmp_path, "revoke", "lab-2", env_text=tls)
+    assert rc == 0, out
+    deleted = [c[c.index("--id") + 1] for c in calls if c[:2] == ["auth", "delete"]]
+    assert deleted == [f"{1:016x}", f"{3:016x}"]  # lab-2's, not lab-22's
+    assert all("--skip-verify" in c and "https://127.0.0.1:8086" in c for c in calls)
+    for args in (("token", "a;b"), ("token", ""), ("revoke", "-x")):
+        rc, out, calls = _lab_token(tmp_path, *args)
+        assert rc == 2 and "not a host name" in out and not calls, out
+        assert len(out.strip().splitlines()) == 1

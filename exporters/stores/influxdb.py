@@ -3,7 +3,9 @@
 The store puts together four parts, each in its own module:
 
 - :mod:`~exporters.stores.influxdb_url`: the store URL and the credentials (constructor or
-  environment, never the URL, never in ``repr``, log lines or error messages);
+  environment, never the URL, never in ``repr``, log lines or error messages), and the CA file
+  that verifies a TLS server's certificate (``ca_file``, the URL's ``?ca=`` or
+  ``TUBAI_INFLUXDB_CA``);
 - :mod:`~exporters.stores.outbox`: where written points wait, durably in an on-disk spool, or in
   a bounded memory queue while the spool directory is unusable or full
   (``spool_max_bytes``/``TUBAI_SPOOL_MAX_MB`` caps the spool, ``memory_bound`` the queue);
@@ -32,6 +34,7 @@ string fields too, newlines included. An empty tag value means "no such tag".
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import logging
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -43,6 +46,7 @@ from exporters.stores import influxql
 from exporters.stores.base import Columns, Store
 from exporters.stores.influxdb_api import InfluxDBAPI
 from exporters.stores.influxdb_url import Credentials, Endpoint
+from exporters.stores.influxdb_url import ca_file as tls_ca_file
 from exporters.stores.lineprotocol import line as line_protocol
 from exporters.stores.outbox import DEFAULT_MEMORY_BOUND, Outbox, default_spool_dir
 from exporters.stores.sender import Sender
@@ -66,6 +70,7 @@ class InfluxDBStore(Store):
         token: str | None = None,
         username: str | None = None,
         password: str | None = None,
+        ca_file: str | None = None,
         create_database: bool = True,
         batch_size: int = 5000,
         timeout_s: float = 10.0,
@@ -77,23 +82,24 @@ class InfluxDBStore(Store):
         memory_bound: int = DEFAULT_MEMORY_BOUND,
     ) -> None:
         endpoint = Endpoint.parse(base_url, database)
+        endpoint = dataclasses.replace(endpoint, ca_file=tls_ca_file(endpoint, ca_file))
         self.base_url, self.database, self.url = endpoint.base_url, database, endpoint.url
         self.spool_dir = Path(default_spool_dir(endpoint.name) if spool_dir is None else spool_dir)
         self.flush_timeout_s = flush_timeout_s
         self.close_timeout_s = close_timeout_s
         self._closed = False
+        self._api = InfluxDBAPI(  # first: an unusable CA file is refused before the spool opens
+            endpoint,
+            Credentials.resolve(token, username, password),
+            timeout_s=timeout_s,
+            create_database=create_database,
+        )
         self._outbox = Outbox(
             self.spool_dir,
             database,
             max_bytes=spool_max_bytes,
             memory_bound=memory_bound,
             name=f"InfluxDB store {self.url}",
-        )
-        self._api = InfluxDBAPI(
-            endpoint,
-            Credentials.resolve(token, username, password),
-            timeout_s=timeout_s,
-            create_database=create_database,
         )
         self._sender = Sender(
             self._outbox,
@@ -108,8 +114,10 @@ class InfluxDBStore(Store):
 
     @classmethod
     def from_url(cls, url: str, **kwargs: object) -> InfluxDBStore:
-        """A store for ``influxdb://host[:port]/DBNAME`` (``influxdb+https://`` for TLS)."""
+        """A store for ``influxdb://host[:port]/DBNAME`` (``influxdb+https://`` for TLS, with
+        ``?ca=PATH`` for a server whose certificate a private CA signed)."""
         endpoint = Endpoint.from_url(url)
+        kwargs.setdefault("ca_file", endpoint.ca_file)
         return cls(endpoint.base_url, endpoint.database, **kwargs)  # type: ignore[arg-type]
 
     # -- writing ------------------------------------------------------------------------------

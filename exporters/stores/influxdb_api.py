@@ -10,6 +10,10 @@ requests' CPU per POST); a missing database is created once (``create_database``
 server refuses for good (HTTP 400, 413 or 422: unparsable line, field type conflict) are found
 by splitting the batch, resending being idempotent.
 Queries are InfluxQL, answered in chunks of JSON.
+
+Over TLS both connections verify the server's certificate against the endpoint's CA file (else
+the public CAs): a certificate that does not verify, or a credential the server refuses (a
+revoked one), is one line naming the fix, and the sender keeps the points spooled meanwhile.
 """
 
 from __future__ import annotations
@@ -26,9 +30,9 @@ from urllib.parse import urlencode
 import requests
 from requests.utils import DEFAULT_CA_BUNDLE_PATH
 
-from exporters.errors import StoreError
+from exporters.errors import DatabaseNotFound, StoreError, UsageError
 from exporters.stores import influxql
-from exporters.stores.influxdb_url import CREDENTIALS_HELP, Credentials, Endpoint
+from exporters.stores.influxdb_url import CA_HELP, CREDENTIALS_HELP, Credentials, Endpoint
 from exporters.stores.sender import Retry
 
 log = logging.getLogger(__name__)
@@ -38,6 +42,13 @@ _DROPPED = re.compile(r"dropped=(\d+)")
 _ERRNO = re.compile(r"\[Errno -?\d+\] ([^'\")]+)")
 # Fewer, larger chunks: InfluxDB 1.6 serves 360k points in 0.63 s instead of 0.95 s.
 _CHUNK_SIZE = "100000"
+# A revoked or wrong credential: where a new one comes from (README, "A lab of machines").
+REFUSED_HELP = (
+    "revoked or wrong: mint a new one on the central machine with `make token HOST=<this host>` "
+    f"and {CREDENTIALS_HELP.replace('set ', 'set it as ', 1)}"
+)
+# What Go's TLS server answers a plain-HTTP request with: not bad data, a wrong URL scheme.
+_PLAIN_TO_TLS = "http request to an https server"
 
 
 class InfluxDBAPI:
@@ -59,12 +70,13 @@ class InfluxDBAPI:
         self.database = endpoint.database
         self.timeout_s = timeout_s
         self.create_database = create_database
-        self._send_http = _session(credentials)
-        self._read_http = _session(credentials)
+        self.ca_file = endpoint.ca_file
+        tls = tls_context(endpoint) if endpoint.scheme == "https" else None
+        self._send_http = _session(credentials, self.ca_file)
+        self._read_http = _session(credentials, self.ca_file)
         query = urlencode({"db": self.database, "precision": "ns"})
-        self._writes = _WriteConnection(
-            endpoint, f"/write?{query}", _auth_headers(self._send_http, self.base_url), timeout_s
-        )
+        headers = _auth_headers(self._send_http, self.base_url)
+        self._writes = _WriteConnection(endpoint, f"/write?{query}", headers, timeout_s, tls)
 
     # -- writing ------------------------------------------------------------------------------
 
@@ -76,7 +88,7 @@ class InfluxDBAPI:
         status, body = self._post(lines)
         if status < 300:
             return []
-        if status not in _BAD_DATA:
+        if status not in _BAD_DATA or _PLAIN_TO_TLS in body.lower():
             raise Retry(self._write_error(status, body))
         rejected: list[tuple[str, str]] = []
         self._isolate(lines, status, body, rejected)
@@ -114,6 +126,8 @@ class InfluxDBAPI:
             return self._writes.post(data)
         except TimeoutError as e:  # socket.timeout
             raise Retry(f"no answer within {self.timeout_s:g} s") from e
+        except ssl.SSLError as e:
+            raise Retry(_tls_error(e, self.ca_file)) from e
         except (OSError, http.client.HTTPException) as e:
             why = getattr(e, "strerror", None) or str(e) or type(e).__name__
             raise Retry(f"unreachable ({' '.join(why.split())})") from e
@@ -126,7 +140,7 @@ class InfluxDBAPI:
             )
             error = r.text if r.status_code >= 300 else _result_error(r.text)
         except requests.RequestException as e:
-            raise Retry(_describe(e, self.timeout_s)) from e
+            raise Retry(_describe(e, self.timeout_s, self.ca_file)) from e
         if error:
             raise Retry(
                 f"database {self.database!r} does not exist and could not be created "
@@ -137,7 +151,9 @@ class InfluxDBAPI:
 
     def _write_error(self, status: int, body: str) -> str:
         if status in (401, 403):
-            return f"credentials refused (HTTP {status}): {CREDENTIALS_HELP}"
+            return f"credentials refused (HTTP {status}): {_message(body)}; {REFUSED_HELP}"
+        if _PLAIN_TO_TLS in body.lower():
+            return "the server speaks TLS: use an influxdb+https:// store URL"
         if status == 404:
             return (
                 f"database {self.database!r} not found (HTTP 404): create it, or let the store "
@@ -151,7 +167,7 @@ class InfluxDBAPI:
         """The series of one InfluxQL query, chunk by chunk, in the server's order.
 
         Raises :class:`StoreError` naming the fix when the server does not answer, refuses the
-        credentials or the query, or has no such database.
+        credentials or the query; :class:`DatabaseNotFound` (one) when it has no such database.
         """
         for doc in self._query(q):
             for result in doc.get("results") or []:
@@ -165,8 +181,11 @@ class InfluxDBAPI:
         params["chunk_size"] = _CHUNK_SIZE
         try:
             r = self._read_http.get(f"{self.base_url}/query", params=params, timeout=self.timeout_s)
+        except requests.exceptions.SSLError as e:
+            why = _describe(e, self.timeout_s, self.ca_file)
+            raise StoreError(f"InfluxDB at {self.base_url}: {why}") from e
         except requests.RequestException as e:
-            why = _describe(e, self.timeout_s)
+            why = _describe(e, self.timeout_s, self.ca_file)
             raise StoreError(
                 f"InfluxDB at {self.base_url} did not answer a query ({why}): start it, "
                 "or check the store URL"
@@ -174,7 +193,7 @@ class InfluxDBAPI:
         if r.status_code in (401, 403):
             raise StoreError(
                 f"InfluxDB at {self.base_url} refused the credentials (HTTP {r.status_code}): "
-                f"{CREDENTIALS_HELP}"
+                f"{REFUSED_HELP}"
             )
         try:
             docs = [json.loads(chunk) for chunk in r.content.splitlines() if chunk.strip()]
@@ -189,7 +208,7 @@ class InfluxDBAPI:
 
     def _read_error(self, error: str) -> StoreError:
         if "database not found" in error:
-            return StoreError(
+            return DatabaseNotFound(
                 f"database {self.database!r} not found on InfluxDB at {self.base_url}: nothing "
                 "was written to it yet, or the store URL names another database"
             )
@@ -207,9 +226,14 @@ class _WriteConnection:
     Errors are ``OSError`` (``TimeoutError`` after ``timeout_s``) or ``HTTPException``."""
 
     def __init__(
-        self, endpoint: Endpoint, target: str, headers: dict[str, str], timeout_s: float
+        self,
+        endpoint: Endpoint,
+        target: str,
+        headers: dict[str, str],
+        timeout_s: float,
+        tls: ssl.SSLContext | None,
     ) -> None:
-        self.endpoint, self.target, self.timeout_s = endpoint, target, timeout_s
+        self.endpoint, self.target, self.timeout_s, self.tls = endpoint, target, timeout_s, tls
         self.headers = {**headers, **_WRITE_HEADERS}
         self._conn: http.client.HTTPConnection | None = None
 
@@ -235,9 +259,8 @@ class _WriteConnection:
 
     def _connect(self) -> http.client.HTTPConnection:
         host, port = self.endpoint.host, self.endpoint.port
-        if self.endpoint.scheme == "https":  # verified against the CAs requests uses (certifi)
-            tls = ssl.create_default_context(cafile=DEFAULT_CA_BUNDLE_PATH)
-            conn = http.client.HTTPSConnection(host, port, timeout=self.timeout_s, context=tls)
+        if self.tls is not None:
+            conn = http.client.HTTPSConnection(host, port, timeout=self.timeout_s, context=self.tls)
         else:
             conn = http.client.HTTPConnection(host, port, timeout=self.timeout_s)
         self._conn = conn
@@ -259,9 +282,35 @@ def _auth_headers(session: requests.Session, base_url: str) -> dict[str, str]:
     return {"Authorization": auth} if auth else {}
 
 
-def _session(credentials: Credentials) -> requests.Session:
+def tls_context(endpoint: Endpoint) -> ssl.SSLContext:
+    """Verifies the server's certificate and name against the endpoint's CA file, else the CAs
+    requests uses (certifi); :class:`UsageError` naming the CA option where that file is not a
+    readable PEM certificate."""
+    cafile = endpoint.ca_file or DEFAULT_CA_BUNDLE_PATH
+    try:
+        return ssl.create_default_context(cafile=cafile)
+    except (OSError, ssl.SSLError) as e:
+        why = getattr(e, "strerror", None) or getattr(e, "reason", None) or str(e)
+        raise UsageError(f"CA file {cafile} cannot be used ({why}): {CA_HELP}, a PEM file") from e
+
+
+def _tls_error(e: ssl.SSLError, ca_file: str | None) -> str:
+    """One line for a failed TLS handshake: a certificate that does not verify names the CA."""
+    if isinstance(e, ssl.SSLCertVerificationError):
+        against = f"the CA in {ca_file}" if ca_file else "the public CAs, no CA file being given"
+        why = e.verify_message or e.reason or "certificate verify failed"
+        return f"the server's certificate does not verify ({why}) against {against}: {CA_HELP}"
+    return (
+        f"TLS handshake failed ({e.reason or e}): is the server serving https? "
+        "Use influxdb:// for plain HTTP"
+    )
+
+
+def _session(credentials: Credentials, ca_file: str | None) -> requests.Session:
     s = requests.Session()
     s.trust_env = False  # no ~/.netrc credentials or proxies behind the user's back
+    if ca_file:
+        s.verify = ca_file
     if credentials.token:
         s.headers["Authorization"] = f"Token {credentials.token}"
     elif credentials.username:
@@ -295,7 +344,10 @@ def _message(body: str) -> str:
     return text[:300] + ("..." if len(text) > 300 else "") if text else "(empty answer)"
 
 
-def _describe(e: requests.RequestException, timeout_s: float) -> str:
+def _describe(e: requests.RequestException, timeout_s: float, ca_file: str | None) -> str:
+    if isinstance(e, requests.exceptions.SSLError):
+        cause = _ssl_cause(e)
+        return _tls_error(cause, ca_file) if cause else f"TLS failed ({_message(str(e))})"
     if isinstance(e, requests.Timeout):
         return f"no answer within {timeout_s:g} s"
     if isinstance(e, requests.ConnectionError):
@@ -304,4 +356,19 @@ def _describe(e: requests.RequestException, timeout_s: float) -> str:
     return type(e).__name__
 
 
-__all__ = ["InfluxDBAPI"]
+def _ssl_cause(e: BaseException) -> ssl.SSLError | None:
+    """The ``ssl.SSLError`` behind a requests/urllib3 exception, if any."""
+    seen: set[int] = set()
+    stack: list[object] = [e]
+    while stack:
+        cur = stack.pop()
+        if not isinstance(cur, BaseException) or id(cur) in seen:
+            continue
+        seen.add(id(cur))
+        if isinstance(cur, ssl.SSLError):
+            return cur
+        stack += [cur.__cause__, cur.__context__, getattr(cur, "reason", None), *cur.args]
+    return None
+
+
+__all__ = ["REFUSED_HELP", "InfluxDBAPI", "tls_context"]

@@ -5,6 +5,11 @@ defaults to 8086, the database name is percent-decoded). It never holds credenti
 from the constructor or the environment (``TUBAI_INFLUXDB_TOKEN``, or ``TUBAI_INFLUXDB_USERNAME``
 and ``TUBAI_INFLUXDB_PASSWORD``), and never appear in ``repr``, log lines or error messages
 (:func:`redact` hides them in a URL quoted back to the user).
+
+TLS: the server's certificate is always verified, against the CA file the URL names
+(``influxdb+https://central:8086/tubai?ca=/etc/tubai/ca.pem``), else ``TUBAI_INFLUXDB_CA``, else
+the public CAs (certifi). That is the one CA option (:func:`ca_file`): the exporter's config
+``store`` key, ``TUBAI_STORE`` and every ``--store`` take it in the URL.
 """
 
 from __future__ import annotations
@@ -12,13 +17,18 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 from exporters.errors import UsageError
 
 DEFAULT_PORT = 8086
 SCHEMES = {"influxdb": "http", "influxdb+http": "http", "influxdb+https": "https"}
-URL_HELP = "use influxdb://HOST:8086/DBNAME (influxdb+https:// for TLS)"
+URL_HELP = "use influxdb://HOST:8086/DBNAME (influxdb+https://HOST:8086/DBNAME?ca=CA.pem for TLS)"
+CA_ENV = "TUBAI_INFLUXDB_CA"
+CA_HELP = (
+    "give the CA certificate that signed the server's as ?ca=/path/ca.pem in the store URL "
+    f"or {CA_ENV}"
+)
 CREDENTIALS_HELP = (
     "set TUBAI_INFLUXDB_TOKEN, or TUBAI_INFLUXDB_USERNAME and TUBAI_INFLUXDB_PASSWORD"
 )
@@ -32,6 +42,8 @@ class Endpoint:
     host: str
     port: int
     database: str
+    ca_file: str | None = None
+    """The CA file that verifies the server's certificate (https only); None: the public CAs."""
 
     @classmethod
     def parse(cls, base_url: str, database: str) -> Endpoint:
@@ -68,9 +80,9 @@ class Endpoint:
         database = unquote(parts.path.strip("/"))
         if not database:
             raise UsageError(f"store URL {shown!r} names no database: {URL_HELP}")
-        if "/" in database or parts.query or parts.fragment:
+        if "/" in database or parts.fragment:
             raise UsageError(f"store URL {shown!r} has more than a database name: {URL_HELP}")
-        return cls(scheme, parts.hostname, port, database)
+        return cls(scheme, parts.hostname, port, database, _ca_param(parts.query, scheme, shown))
 
     @property
     def netloc(self) -> str:
@@ -87,7 +99,8 @@ class Endpoint:
     def url(self) -> str:
         """The store URL, canonical: port always given, ``influxdb+https`` for TLS."""
         tls = "+https" if self.scheme == "https" else ""
-        return f"influxdb{tls}://{self.netloc}/{quote(self.database, safe='')}"
+        ca = f"?ca={quote(self.ca_file)}" if self.ca_file else ""
+        return f"influxdb{tls}://{self.netloc}/{quote(self.database, safe='')}{ca}"
 
     @property
     def name(self) -> str:
@@ -117,6 +130,34 @@ class Credentials:
         )
 
 
+def ca_file(endpoint: Endpoint, given: str | None = None) -> str | None:
+    """The CA file that verifies ``endpoint``'s certificate: ``given``, else the URL's ``ca=``,
+    else ``TUBAI_INFLUXDB_CA``; None for plain HTTP or where none is named (the public CAs)."""
+    if endpoint.scheme != "https":
+        return None
+    return given or endpoint.ca_file or os.environ.get(CA_ENV) or None
+
+
+def _ca_param(query: str, scheme: str, shown: str) -> str | None:
+    """The ``ca=PATH`` of a store URL's query, the only parameter it may have."""
+    if not query:
+        return None
+    try:
+        params = parse_qsl(query, keep_blank_values=True, strict_parsing=True)
+    except ValueError:
+        params = []
+    if len(params) != 1 or params[0][0] != "ca" or not params[0][1].strip():
+        raise UsageError(
+            f"store URL {shown!r} has more than a database name: the only parameter is "
+            f"?ca=/path/ca.pem ({URL_HELP})"
+        )
+    if scheme != "https":
+        raise UsageError(
+            f"store URL {shown!r} names a CA file for plain HTTP: use influxdb+https:// for TLS"
+        )
+    return params[0][1]
+
+
 def _port(url: str, shown: str) -> int:
     """The port ``url`` names, :data:`DEFAULT_PORT` where it names none; :class:`UsageError`
     for one that is not a port a server listens on (``:0``, ``:``, ``:99999``, ``:+1``)."""
@@ -139,11 +180,14 @@ def redact(url: str) -> str:
 
 
 __all__ = [
+    "CA_ENV",
+    "CA_HELP",
     "CREDENTIALS_HELP",
     "DEFAULT_PORT",
     "SCHEMES",
     "URL_HELP",
     "Credentials",
     "Endpoint",
+    "ca_file",
     "redact",
 ]

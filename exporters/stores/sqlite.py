@@ -267,6 +267,18 @@ class SQLiteStore(Store):
                 cols.values[f].append(_JSON_BOOLS.get(values[2 * i + 1], values[2 * i]))
         return list(out.values())
 
+    def every_nth_time(self, measurement: str, n: int) -> list[int]:
+        """Every ``n``-th time of ``measurement``'s points, oldest first (the first included):
+        where windows of about ``n`` points each start. SQLite sorts the times (spilling to
+        disk where it must); only every ``n``-th comes back."""
+        q = (
+            "SELECT time_ns FROM (SELECT p.time_ns, row_number() OVER (ORDER BY p.time_ns) AS n "
+            "FROM points p JOIN series s ON s.id = p.series_id WHERE s.measurement = ?) "
+            "WHERE (n - 1) % ? = 0 ORDER BY time_ns"
+        )
+        with self._lock:
+            return [t for (t,) in self._db.execute(q, (measurement, n))]
+
     def close(self, timeout_s: float | None = None) -> None:
         """Close the file; a write still waiting on another process's lock after ``timeout_s``
         (default ``BUSY_S``) is left to end with the process, and said so."""

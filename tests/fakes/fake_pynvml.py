@@ -15,7 +15,9 @@ A :class:`FakeNvml` instance is the module-like object::
 
 ``FakeNvml(gpus, driver_lacks={...})`` answers FUNCTION_NOT_FOUND for those functions, as the
 real module does on a driver older than the function; ``module_lacks={...}`` hides them, as an
-older nvidia-ml-py that does not define them.
+older nvidia-ml-py that does not define them. ``FakeNvml(gpus, driver_version=...,
+cuda_driver_version=...)`` sets what the system queries answer (a ``bytes`` driver version
+is what nvidia-ml-py < 12 returned).
 
 It can also stand in for the real module: ``monkeypatch.setitem(sys.modules, "pynvml", nv)``.
 """
@@ -168,6 +170,8 @@ class FakeGPU:
     temp_c: int = 45
     sm_clock_mhz: int = 1980
     mem_clock_mhz: int = 2619
+    max_sm_clock_mhz: int = 1980  # nvmlDeviceGetMaxClockInfo
+    max_mem_clock_mhz: int = 2619
     power_limit_mw: int = 700_000
     power_limit_range_mw: tuple[int, int] = (200_000, 700_000)  # the limit's (min, max)
     clock_event_reasons: int = nvmlClocksEventReasonNone  # bitmask of nvmlClocksEventReason*
@@ -195,8 +199,11 @@ class FakeNvml:
         init_error: int | None = None,
         driver_lacks: set[str] | frozenset[str] = frozenset(),
         module_lacks: set[str] | frozenset[str] = frozenset(),
+        driver_version: str | bytes = "550.54.15",
+        cuda_driver_version: int = 12040,  # 1000 * major + 10 * minor: CUDA 12.4
     ) -> None:
         self.gpus = gpus
+        self.driver_version, self.cuda_driver_version = driver_version, cuda_driver_version
         self.init_error = init_error
         self.driver_lacks = set(driver_lacks)  # functions answering FUNCTION_NOT_FOUND
         self.module_lacks = set(module_lacks)  # functions this "module version" does not define
@@ -223,6 +230,18 @@ class FakeNvml:
         self.calls["nvmlShutdown"] += 1
         self._check()
         self.initialised -= 1
+
+    def nvmlSystemGetDriverVersion(self) -> str | bytes:
+        self._system("nvmlSystemGetDriverVersion")
+        return self.driver_version
+
+    def nvmlSystemGetCudaDriverVersion(self) -> int:
+        self._system("nvmlSystemGetCudaDriverVersion")
+        return self.cuda_driver_version
+
+    def nvmlSystemGetCudaDriverVersion_v2(self) -> int:
+        self._system("nvmlSystemGetCudaDriverVersion_v2")
+        return self.cuda_driver_version
 
     def nvmlDeviceGetCount(self) -> int:
         self._check()
@@ -275,6 +294,13 @@ class FakeNvml:
             raise NVMLError(NVML_ERROR_NOT_SUPPORTED)
         return clocks[type]
 
+    def nvmlDeviceGetMaxClockInfo(self, handle: _Handle, type: int) -> int:
+        g = self._gpu(handle, "nvmlDeviceGetMaxClockInfo")
+        clocks = {NVML_CLOCK_SM: g.max_sm_clock_mhz, NVML_CLOCK_MEM: g.max_mem_clock_mhz}
+        if type not in clocks:
+            raise NVMLError(NVML_ERROR_NOT_SUPPORTED)
+        return clocks[type]
+
     def nvmlDeviceGetEnforcedPowerLimit(self, handle: _Handle) -> int:
         return self._gpu(handle, "nvmlDeviceGetEnforcedPowerLimit").power_limit_mw
 
@@ -292,6 +318,13 @@ class FakeNvml:
     def _check(self) -> None:
         if self.initialised <= 0:
             raise NVMLError(NVML_ERROR_UNINITIALIZED)
+
+    def _system(self, function: str) -> None:
+        """A query of the driver, not of a GPU."""
+        self._check()
+        self.calls[function] += 1
+        if function in self.driver_lacks:
+            raise NVMLError(NVML_ERROR_FUNCTION_NOT_FOUND)
 
     def _gpu(self, handle: _Handle, function: str) -> FakeGPU:
         self._check()
