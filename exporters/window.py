@@ -195,6 +195,44 @@ def power_energy(
     return joules, covered
 
 
+def covered_spans(
+    times: Sequence[int], start_ns: int, end_ns: int, gap_ns: float
+) -> list[tuple[int, int]]:
+    """The stretches of the window that samples no further apart than ``gap_ns`` cover, each
+    run of adjacent pairs merged into one ``(start, end)``, in time order."""
+    spans: list[tuple[int, int]] = []
+    for i in range(1, len(times)):
+        ta, tb = times[i - 1], times[i]
+        lo, hi = max(start_ns, ta), min(end_ns, tb)
+        if hi <= lo or tb - ta > gap_ns:
+            continue
+        if spans and spans[-1][1] == lo:
+            spans[-1] = (spans[-1][0], hi)
+        else:
+            spans.append((lo, hi))
+    return spans
+
+
+def cross_check(
+    counter: tuple[Sequence[int], Sequence[float]],
+    power: tuple[Sequence[int], Sequence[float]],
+    start_ns: int,
+    end_ns: int,
+) -> tuple[float, bool]:
+    """(joules by power over the window, whether counter and power disagree by more than
+    :data:`MISMATCH`). The two are compared over the same stretches, those the power samples
+    cover: a stretch the sampler missed (a stall on a loaded machine) is left out of both
+    sides, never counted as a disagreement."""
+    power_t, power_w = power
+    gap = gap_threshold_ns(power_t)
+    by_power = by_counter = 0.0
+    for lo, hi in covered_spans(power_t, start_ns, end_ns, gap):
+        by_power += power_energy(power_t, power_w, lo, hi, gap)[0]
+        by_counter += counter_energy(*counter, lo, hi)[0]
+    disagree = by_counter > 0 and abs(by_power - by_counter) > MISMATCH * by_counter
+    return power_energy(power_t, power_w, start_ns, end_ns, gap)[0], disagree
+
+
 def gap_threshold_ns(times: Sequence[int]) -> float:
     """Longest spacing still counted as covered: a few of the series' usual intervals."""
     if len(times) < 2:
@@ -211,15 +249,16 @@ def edges_read(times: Sequence[int], start_ns: int, end_ns: int) -> bool:
 def _series_energy(series: Columns, start: int, end: int) -> dict:
     tags = series.tags
     counter_t, counter_j = series.column("joules_total")
-    cross = None
+    cross, mismatch = None, False
     if counter_t:
         method, times = "counter", counter_t
         joules, covered = counter_energy(counter_t, counter_j, start, end)
         if tags.get("source") in MEASURED_POWER_SOURCES:  # watts measured apart: cross-check
             power_t, power_w = series.column("watts")
             if power_t:
-                gap = gap_threshold_ns(power_t)
-                cross = power_energy(power_t, power_w, start, end, gap)[0]
+                cross, mismatch = cross_check(
+                    (counter_t, counter_j), (power_t, power_w), start, end
+                )
     else:
         method = "power"
         power_t, power_w = series.column("watts")
@@ -238,7 +277,7 @@ def _series_energy(series: Columns, start: int, end: int) -> dict:
         coverage=min(1.0, covered / (end - start)),
         samples=window.stop - window.start,
         power_joules=cross,
-        mismatch=cross is not None and joules > 0 and abs(cross - joules) > MISMATCH * joules,
+        mismatch=mismatch,
         edges=READ if edges_read(times, start, end) else INTERPOLATED,
     )
 

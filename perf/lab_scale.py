@@ -7,7 +7,8 @@ scoring with 10,000 runs in the store.
    credentials, each agent with a write-only user of its own (``tests/influxd.py``,
    ``start_influxd``). Measured: points offered (sampled) and accepted (counted on the server)
    per second, and each agent's spool: the most points waiting in it, its growth in points per
-   second over the run (a least-squares slope; 0 while the server keeps up), its bytes on disk.
+   second over the run (a least-squares slope; 0 while the server keeps up), its bytes on disk,
+   and how long it took to drain once the agent stopped.
 2. Ceiling: ``--writers`` processes write agent-sized batches as fast as they can over TLS
    (through the store's spool and sender): the points per second one server accepts here. A
    lower bound: clients and server share this machine's CPUs.
@@ -75,10 +76,11 @@ def _agent(i: int, root: str, url: str, user: str, password: str, interval_s: fl
     stopped = time.monotonic()
     store.flush(timeout_s=300)  # then everything, for the server's count
     drain_s = time.monotonic() - stopped
+    drained = store.pending() == 0
     store.close()
     out.put({"agent": i, "points": agent.points_total, "max_pending": max(p for _, p in pending),
              "growth_points_per_s": _slope(pending), "pending_at_stop": left, "drain_s": drain_s,
-             "spool_bytes": spool_bytes})  # fmt: skip
+             "drained": drained, "spool_bytes": spool_bytes})  # fmt: skip
 
 
 def _slope(xy: list[tuple[float, int]]) -> float:
@@ -143,6 +145,7 @@ def lab(server: InfluxD, root: Path, agents: int, interval_s: float, seconds: fl
         "spool_bytes_max": max(f["spool_bytes"] for f in figures),
         "pending_at_stop_max": max(f["pending_at_stop"] for f in figures),
         "drain_s_max": max(f["drain_s"] for f in figures),
+        "all_drained": all(f["drained"] for f in figures),
         "per_agent": figures,
     }  # fmt: skip
 

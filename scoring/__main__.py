@@ -144,6 +144,9 @@ def runs_text(runs: list[RunScore], score: str, reference: str | None,
             lines.append(f"  {s.host:12} {s.label:20} {s.runs} runs  {s.uwh_mean:.4f} uWh  "
                          f"spread {s.spread:.1%}{flag}")  # fmt: skip
     items = entries(runs if ranked is None else ranked)
+    if ranked is not None:
+        lines += ["", "rankings at each swept model's energy-optimal point (--at-best; a model "
+                  "not swept: all its runs)"]  # fmt: skip
     for host, in_order in ranking(items, score).items():
         lines += ["", *rankings.ranking_lines(host, in_order, score)]
     lines += ["", *rankings.rating_lines(runs), *rankings.environment_lines(runs)]
@@ -189,7 +192,7 @@ def runs_command(args) -> int:
     elif not runs:
         print("no runs in this store yet: make bench (or python -m benchmark run) makes one")
     else:
-        print(runs_text(runs, args.score, args.reference, ranked))
+        print(runs_text(runs, args.score, args.reference, ranked if args.at_best else None))
     return 0
 
 

@@ -8,15 +8,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from benchmark.__main__ import main as benchmark_main
-from benchmark.campaign import (
-    Point,
-    check_plan,
-    done_points,
-    parse_shard,
-    run_id_of,
-    shard_points,
-    slurm_shard,
-)
+from benchmark.campaign import done_points, run_id_of
+from benchmark.plan import Point, check_plan, parse_shard, shard_points, slurm_shard
 from benchmark.records import RunEnd, RunFail, RunStart, RunTags, write_event
 from exporters.errors import UsageError
 

@@ -17,7 +17,7 @@ import yaml
 from rapl_writer import ProfileWriter, make_tree
 
 from benchmark.__main__ import main as benchmark_main
-from benchmark.campaign import load_plan, shard_points
+from benchmark.plan import load_plan, shard_points
 from exporters.schema import RUN
 from exporters.stores.sqlite import SQLiteStore
 

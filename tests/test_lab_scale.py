@@ -32,6 +32,7 @@ def test_agents_write_over_tls_and_every_point_arrives(server, tmp_path: Path) -
     figures = lab_scale.lab(server, tmp_path, agents=2, interval_s=0.1, seconds=2.0)
     agents = figures["per_agent"]
     assert [a["agent"] for a in agents] == [0, 1]
+    assert figures["all_drained"]  # every spool empty once flushed
     # every energy point sampled reached the server (one per domain a sample; health aside)
     series = server.query('SELECT count("joules_total") FROM "energy" GROUP BY "host"', "lab_2")
     counts = {s["tags"]["host"]: s["values"][0][1] for s in series["results"][0]["series"]}

@@ -60,11 +60,17 @@ def test_a_sweep_over_three_batch_sizes_names_its_best_point_and_front(
     with SQLiteStore(tmp_path / "s.db") as store:
         scored = {r.run_id: r for r in load_runs(store)}
         starts = [p for p in store.read(RUN, 0, 2**62) if p.fields["event"] == "start"]
+        samples = store.read("energy", 0, 2**62, tags={"domain": "package-0"})
     assert {p.fields["sweep"] for p in starts} == {"sw"}
     for r in runs:  # the figures are scoring's, of the energy the fixture drew
-        assert r["uwh_per_inference"] == pytest.approx(scored[r["run_id"]].uwh_per_inference)
-        assert r["uwh_per_inference"] * r["images_per_s"] == pytest.approx(WATTS / 3600 * 1e6,
-                                                                           rel=0.05)  # fmt: skip
+        run = scored[r["run_id"]]
+        drawn = machine.window_joules("package-0", samples, run.start_ns, run.end_ns)
+        assert run.energy_j == pytest.approx(drawn, rel=1e-9)  # what the counters read
+        assert r["uwh_per_inference"] == pytest.approx(run.uwh_per_inference, rel=1e-12)
+        assert r["images_per_s"] == pytest.approx(run.images_per_s, rel=1e-12)
+        # at constant power, energy per inference is that power over the throughput
+        assert r["uwh_per_inference"] * r["images_per_s"] == pytest.approx(WATTS / 3.6e-3,
+                                                                           rel=0.2)  # fmt: skip
         assert r["latency_p99_s"] is not None and r["latency_p99_s"] > 0
     (best,) = doc["best"]
     assert best["uwh_per_inference"] == min(r["uwh_per_inference"] for r in runs)
@@ -86,6 +92,11 @@ def test_a_sweep_over_three_batch_sizes_names_its_best_point_and_front(
     ranked = json.loads(capsys.readouterr().out)
     assert ranked["at_best"] == {scored[best["run_id"]].host: {"mobilenetv3_small":
                                                                 best["run_id"]}}  # fmt: skip
+    assert ranked["rankings"] == {scored[best["run_id"]].host: ["mobilenetv3_small"]}
+    for at_best in (True, False):
+        assert scoring_main(["runs", "--store", url, *["--at-best"][:at_best]]) == 0
+        said = "rankings at each swept model's energy-optimal point" in capsys.readouterr().out
+        assert said == at_best
 
 
 @pytest.mark.timing
