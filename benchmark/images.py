@@ -89,7 +89,9 @@ def undecodable(e: BaseException) -> str | None:
     decode_image}}]]``; the reason is the end of its first line. The pipeline without TensorFlow
     raises :class:`benchmark.pil_images.UndecodableImage`, which names the file.
     """
-    if type(e).__name__ == "UndecodableImage":
+    from benchmark.pil_images import UndecodableImage
+
+    if isinstance(e, UndecodableImage):
         return str(e)
     message = str(getattr(e, "message", None) or e)
     if type(e).__name__ != "InvalidArgumentError" or f"{{{{node {_DECODE}" not in message:

@@ -22,7 +22,8 @@ import os
 import struct
 import time
 from bisect import bisect_left, bisect_right
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -238,3 +239,29 @@ def steps(levels_w: list[float], period_s: float) -> Callable[[float], float]:
         return joules
 
     return energy
+
+
+PACKAGE_WRAPS = {"package-0": 262_143.0}  # one package, wrapping as a real one's counter does
+
+
+@contextmanager
+def host_machine(
+    tmp_path: Path,
+    monkeypatch,
+    energy: Callable[[str, float], float] = lambda domain, t: 30.0 * t,
+    nvml: bool = False,
+) -> Iterator[ProfileWriter]:
+    """This host as a benchmark in a test sees it: a RAPL tree (``TUBAI_SYSFS_ROOT``) with one
+    package whose writer follows ``energy`` (joules at ``t`` s: 30 W by default), NVML off
+    unless ``nvml``, and the working directory ``tmp_path`` (data/models, the digits cache,
+    lands there)."""
+    zones = make_tree(tmp_path / "sys", PACKAGE_WRAPS)
+    monkeypatch.setenv("TUBAI_SYSFS_ROOT", str(tmp_path / "sys"))
+    monkeypatch.setenv("TUBAI_SOURCES__NVML__ENABLED", "true" if nvml else "false")
+    monkeypatch.chdir(tmp_path)
+    writer = ProfileWriter(zones, PACKAGE_WRAPS, energy)
+    writer.start()
+    try:
+        yield writer
+    finally:
+        writer.stop()

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from rapl_writer import ProfileWriter, make_tree
+from rapl_writer import ProfileWriter, host_machine
 
 from benchmark.__main__ import main as benchmark_main
 from benchmark.plan import load_plan, shard_points
@@ -23,7 +23,6 @@ from exporters.stores.sqlite import SQLiteStore
 
 pytest.importorskip("tensorflow")
 
-WRAPS = {"package-0": 262_143.0}
 # 6 points (2 batch sizes x 3 repeats), 2 a shard; each pass lasts at least 1 s: a second to
 # kill a shard once its second point has started
 PLAN = {"campaign": "camp", "models": ["digits_cnn"], "batch_sizes": [8, 32], "repeats": 3,
@@ -34,14 +33,8 @@ KILL_WITHIN_S = 300
 @pytest.fixture
 def machine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """A RAPL tree drawing a constant 30 W, as this host's only energy source."""
-    zones = make_tree(tmp_path / "sys", WRAPS)
-    monkeypatch.setenv("TUBAI_SYSFS_ROOT", str(tmp_path / "sys"))
-    monkeypatch.setenv("TUBAI_SOURCES__NVML__ENABLED", "false")
-    monkeypatch.chdir(tmp_path)  # data/models (the digits cache) lands here
-    writer = ProfileWriter(zones, WRAPS, lambda domain, t: 30.0 * t)
-    writer.start()
-    yield writer
-    writer.stop()
+    with host_machine(tmp_path, monkeypatch) as writer:
+        yield writer
 
 
 def runs(db: Path) -> dict[str, dict[str, dict]]:

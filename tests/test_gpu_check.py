@@ -13,12 +13,11 @@ from pathlib import Path
 
 import pytest
 from fakes.fake_pynvml import FakeGPU, FakeNvml
-from rapl_writer import ProfileWriter, make_tree
+from rapl_writer import host_machine
 
 pytest.importorskip("tensorflow")
 
 ROOT = Path(__file__).resolve().parents[1]
-WRAPS = {"package-0": 262_143.0}
 GPU_WATTS = 200.0
 
 
@@ -49,14 +48,8 @@ class ClockedNvml(FakeNvml):
 @pytest.fixture
 def machine(tmp_path, monkeypatch):
     """A RAPL tree drawing 30 W beside the fake GPU; NVML enabled, as on a GPU machine."""
-    zones = make_tree(tmp_path / "sys", WRAPS)
-    monkeypatch.setenv("TUBAI_SYSFS_ROOT", str(tmp_path / "sys"))
-    monkeypatch.setenv("TUBAI_SOURCES__NVML__ENABLED", "true")
-    monkeypatch.chdir(tmp_path)
-    writer = ProfileWriter(zones, WRAPS, lambda domain, t: 30.0 * t)
-    writer.start()
-    yield monkeypatch
-    writer.stop()
+    with host_machine(tmp_path, monkeypatch, nvml=True):
+        yield monkeypatch
 
 
 @pytest.mark.timing

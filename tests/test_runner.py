@@ -10,7 +10,7 @@ import sys
 
 import numpy as np
 import pytest
-from rapl_writer import ProfileWriter, make_tree
+from rapl_writer import host_machine
 
 from benchmark.records import RunEnd, RunTags, read_events, write_event
 from benchmark.runner import RunOptions, RunResult, run_benchmark
@@ -23,7 +23,6 @@ from scoring.runs import load_runs
 
 tf = pytest.importorskip("tensorflow")
 
-WRAPS = {"package-0": 262_143.0}
 SUMMARY_KEYS = [
     "run_id", "model", "dataset", "backend", "weights", "batch_size", "start", "end", "images",
     "seconds", "images_per_s", "top1", "top5", "accuracy_source", "joules", "uwh_per_inference",
@@ -34,14 +33,8 @@ SUMMARY_KEYS = [
 @pytest.fixture
 def machine(tmp_path, monkeypatch):
     """A RAPL tree drawing a constant 30 W, as this host's only energy source."""
-    zones = make_tree(tmp_path / "sys", WRAPS)
-    monkeypatch.setenv("TUBAI_SYSFS_ROOT", str(tmp_path / "sys"))
-    monkeypatch.setenv("TUBAI_SOURCES__NVML__ENABLED", "false")
-    monkeypatch.chdir(tmp_path)  # data/models (the digits cache) lands here
-    writer = ProfileWriter(zones, WRAPS, lambda domain, t: 30.0 * t)
-    writer.start()
-    yield writer
-    writer.stop()
+    with host_machine(tmp_path, monkeypatch) as writer:
+        yield writer
 
 
 def run(store, **options):

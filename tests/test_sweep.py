@@ -7,7 +7,7 @@ import json
 import os
 
 import pytest
-from rapl_writer import ProfileWriter, make_tree
+from rapl_writer import host_machine
 
 from benchmark.__main__ import main as benchmark_main
 from exporters.schema import RUN
@@ -17,21 +17,14 @@ from scoring.runs import load_runs
 
 pytest.importorskip("tensorflow")
 
-WRAPS = {"package-0": 262_143.0}
 WATTS = 30.0
 
 
 @pytest.fixture
 def machine(tmp_path, monkeypatch):
     """A RAPL tree drawing a constant 30 W, as this host's only energy source."""
-    zones = make_tree(tmp_path / "sys", WRAPS)
-    monkeypatch.setenv("TUBAI_SYSFS_ROOT", str(tmp_path / "sys"))
-    monkeypatch.setenv("TUBAI_SOURCES__NVML__ENABLED", "false")
-    monkeypatch.chdir(tmp_path)
-    writer = ProfileWriter(zones, WRAPS, lambda domain, t: WATTS * t)
-    writer.start()
-    yield writer
-    writer.stop()
+    with host_machine(tmp_path, monkeypatch, lambda domain, t: WATTS * t) as writer:
+        yield writer
 
 
 def dominated(p: dict, points: list[dict]) -> bool:
