@@ -278,7 +278,7 @@ def _measured_pass(bench: _Bench, repeat: int) -> RunResult:
                leave=False)  # fmt: skip
     start_ns = write_event(store, tags, start, bench.sampler.mark()[0])  # the edge's instant
     timer, cpu = BatchTimer(), CpuClock()
-    timer.start()
+    timer.start(clock.monotonic_at(start_ns))  # the series spans the window, edge to edge
     cpu.start()
     try:
         accuracy = _predict_all(bench, bar, timer)
@@ -289,8 +289,8 @@ def _measured_pass(bench: _Bench, repeat: int) -> RunResult:
         raise
     finally:
         bar.close()
-    timer.finish()
     end_ns, _ = bench.sampler.mark()
+    timer.finish(clock.monotonic_at(end_ns))
     end = _end_event(bench, accuracy, repeat, (end_ns - start_ns) / 1e9)
     end = replace(end, **timer.fields(), other_cpu_s=cpu.other_s())
     try:

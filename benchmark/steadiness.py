@@ -62,9 +62,10 @@ class BatchTimer:
         self._t0 = self._last = time.monotonic()
         self.span_s = 0.0
 
-    def start(self) -> None:
-        """The pass starts now (its window has just opened)."""
-        self._t0 = self._last = time.monotonic()
+    def start(self, at: float | None = None) -> None:
+        """The pass starts at ``at`` (a :func:`time.monotonic` instant: its window's opening
+        edge), else now."""
+        self._t0 = self._last = time.monotonic() if at is None else at
 
     def batch(self, images: int, now: float | None = None) -> None:
         """A batch of ``images`` finished now (``now``: a :func:`time.monotonic` instant)."""
@@ -93,9 +94,10 @@ class BatchTimer:
         hi = np.clip(edges[1:] * self._bin_s, a_s, b_s)
         self._images[edges[:-1].astype(int)] += images * (hi - lo) / (b_s - a_s)
 
-    def finish(self) -> None:
-        """The pass ends now: the time since the last batch counts as a gap too."""
-        now = time.monotonic()
+    def finish(self, at: float | None = None) -> None:
+        """The pass ends at ``at`` (its window's closing edge), else now: the time since the
+        last batch counts as a gap too, and the series spans the window."""
+        now = time.monotonic() if at is None else at
         self.stall_s = max(self.stall_s, now - self._last)
         self.span_s = now - self._t0
 

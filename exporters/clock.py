@@ -36,6 +36,11 @@ class SteadyWallClock:
         """The wall-clock time of the monotonic instant ``mono_ns`` (from ``mono``)."""
         return self._wall0 + (mono_ns - self._mono0)
 
+    def mono_at(self, wall_ns: int) -> int:
+        """The monotonic instant (of ``mono``) of this clock's time ``wall_ns``: :meth:`at`'s
+        inverse."""
+        return self._mono0 + (wall_ns - self._wall0)
+
 
 CLOCK = SteadyWallClock()
 
@@ -49,3 +54,9 @@ def wall_at(mono_ns: int) -> int:
     """The process's steady wall clock at ``time.monotonic_ns()`` instant ``mono_ns``: a stamp
     for the middle of something timed on the monotonic clock, with no second reading."""
     return CLOCK.at(mono_ns)
+
+
+def monotonic_at(wall: int) -> float:
+    """The :func:`time.monotonic` seconds of the process's steady wall-clock time ``wall``
+    (epoch ns): something timed on the monotonic clock from an instant stamped by it."""
+    return CLOCK.mono_at(wall) / 1e9

@@ -2,24 +2,14 @@
 
 from __future__ import annotations
 
-import csv
 import math
-from pathlib import Path
 
 import pytest
 
+from paper import paper_rows as rows
 from scoring.scores import canziani, composite, netscore, uwh_per_inference
 
-PAPER = Path(__file__).resolve().parents[2] / "shared" / "paper"
 MACHINES = ("a100", "quadro", "bixeon", "i7")
-
-
-def rows(name: str) -> list[dict]:
-    path = PAPER / name
-    if not path.exists():
-        pytest.skip(f"{path} not found: the paper's tables live in shared/paper beside the repo")
-    with path.open() as f:
-        return list(csv.DictReader(f))
 
 
 def test_energy_per_inference_units() -> None:

@@ -196,6 +196,7 @@ def test_the_sensor_period_the_manifest_recorded_is_the_one_judged(store) -> Non
         tags = RunTags(run_id, "net", "tensorflow", "synthetic", "lab")
         write_event(store, tags, start, 100 * S)
         write_event(store, tags, RunEnd(inferences=100, duration_s=20.0), 120 * S)
+    store.flush()
     runs = {r.run_id: r for r in load_runs(store)}
     recorded, unrecorded = runs["recorded"], runs["unrecorded"]
     assert steadiness.sensor_period(recorded, "dcgm") == 1.0
