@@ -24,11 +24,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from benchmark import engines
 from exporters.config_checks import tag_problem
 from exporters.errors import UsageError, shown
+from exporters.yaml_file import read_yaml
 
 MAX_POINTS = 100_000  # more is a typo in the plan
 LISTS = {  # plan key: (default, what one item must be)
@@ -184,18 +183,7 @@ def _points(models: list[str], batches: list[int], combos: list, s: dict) -> Ite
 def load_plan(path: str) -> Plan:
     """Read and check the plan file at ``path``; :class:`UsageError` where it is unusable,
     naming every problem (one line: each names its key, ``;`` between them)."""
-    try:
-        raw = yaml.safe_load(Path(path).read_bytes().decode("utf-8"))
-    except OSError as e:
-        raise UsageError(f"cannot read plan {shown(path)}: {e.strerror}; check the path") from e
-    except UnicodeDecodeError as e:
-        raise UsageError(f"plan {shown(path)} is not UTF-8 text: save it as UTF-8") from e
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise UsageError(f"plan {shown(path)} is not valid YAML{where}: fix the syntax") from e
-    except RecursionError as e:
-        raise UsageError(f"plan {shown(path)} is nested too deeply: flatten it") from e
+    raw = read_yaml(path, "plan")
     problems: list[str] = []
     plan = check_plan(raw, problems)
     if plan is None:

@@ -28,6 +28,7 @@ from exporters.errors import ConfigError, shown
 from exporters.priority import PRIORITIES
 from exporters.sources import check_settings, default_settings
 from exporters.stores import DEFAULT_STORE
+from exporters.yaml_file import LOAD_ERRORS, read_yaml
 
 DEFAULTS: dict[str, Any] = {
     "store": DEFAULT_STORE,
@@ -79,7 +80,7 @@ def _env_overrides(env: Mapping[str, str]) -> dict:
             target = target.setdefault(k, {})
         try:
             target[keys[-1]] = yaml.safe_load(text) if text else None
-        except yaml.YAMLError:
+        except LOAD_ERRORS:  # not a YAML scalar (e.g. 2001-13-01): the text as it is
             target[keys[-1]] = text
     return out
 
@@ -119,23 +120,11 @@ def _validate(cfg: dict) -> None:
 
 def _read_file(path: Path) -> Mapping:
     """The mapping a configuration file holds; :class:`ConfigError` when it is not one."""
-    try:
-        loaded = yaml.safe_load(path.read_bytes().decode("utf-8")) or {}
-    except OSError as e:
-        raise ConfigError(f"cannot read config file {path}: {e.strerror}; check the path") from e
-    except UnicodeDecodeError as e:
-        raise ConfigError(
-            f"config file {path} is not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset "
-            f"{e.start}): save it as UTF-8"
-        ) from e
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"config file {path} is not valid YAML{where}: fix the syntax") from e
-    except RecursionError as e:
-        raise ConfigError(f"config file {path} is nested too deeply: flatten it") from e
+    loaded = read_yaml(path, "config file", ConfigError) or {}
     if not isinstance(loaded, Mapping):
-        raise ConfigError(f"config file {path} must hold a mapping of keys, not {shown(loaded)}")
+        raise ConfigError(
+            f"config file {shown(str(path))} must hold a mapping of keys, not {shown(loaded)}"
+        )
     return loaded
 
 

@@ -16,6 +16,8 @@ from collections import defaultdict
 from collections.abc import Sequence
 
 import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.axis import Axis
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
@@ -52,16 +54,68 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
     return front
 
 
-def _plain(text: str, limit: int = LABEL_CHARS) -> str:
+def plain_text(text: str, limit: int = LABEL_CHARS) -> str:
     """A user string to draw as it is: shortened, ``$`` escaped so mathtext stays off."""
     text = text if len(text) <= limit else text[: limit - 1] + "…"
     return text.replace("$", r"\$")
 
 
-def _png(fig: Figure) -> bytes:
+def png_bytes(fig: Figure) -> bytes:
+    """The figure drawn by the Agg canvas as PNG bytes, without a software stamp."""
     buffer = io.BytesIO()
     FigureCanvasAgg(fig).print_png(buffer, metadata={"Software": None})
     return buffer.getvalue()
+
+
+def front_axes() -> tuple[Figure, Axes]:
+    """A new figure and its axes for a chart of points and their Pareto fronts."""
+    fig = Figure(figsize=(10, 6.2), dpi=DPI, layout="constrained")
+    return fig, fig.add_subplot()
+
+
+def draw_front_series(
+    ax: Axes, k: int, points: Sequence[tuple[float, float, str]],
+    front: Sequence[tuple[float, float]], name: str,
+) -> str:  # fmt: skip
+    """Series ``k``: its points (x, y, label drawn beside the point as plain text) named
+    ``name`` in the legend (drawn as given: pass it through :func:`plain_text`), and its
+    ``front`` as a dashed step line through rings; returns the series' colour."""
+    colour, marker = f"C{k % 10}", MARKERS[k % len(MARKERS)]
+    x, y = [p[0] for p in points], [p[1] for p in points]
+    ax.scatter(x, y, s=46, color=colour, marker=marker, label=name, zorder=3)
+    for xi, yi, label in points:
+        ax.annotate(plain_text(label), (xi, yi), xytext=(5, 4), textcoords="offset points",
+                    fontsize=8, color="#333333")  # fmt: skip
+    fx, fy = [f[0] for f in front], [f[1] for f in front]
+    ax.step(fx, fy, where="post", color=colour, linestyle="--", linewidth=1.4, zorder=2)
+    ax.scatter(fx, fy, s=150, facecolors="none", edgecolors=colour, linewidths=1.8, zorder=4)
+    return colour
+
+
+def _log_axis(axis: Axis) -> None:
+    """A log scale ticked at 1, 2 and 5 per decade, labelled as plain numbers."""
+    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_formatter(NullFormatter())
+
+
+def finish_front_chart(
+    fig: Figure, ax: Axes, ylabel: str, title: str, *, log_y: bool = False
+) -> bytes:
+    """A front chart's PNG: the rings' legend entry, energy per inference on a log x axis (y
+    on a log axis too with ``log_y``), the axis labels, title, grid and legend."""
+    ax.scatter([], [], s=150, facecolors="none", edgecolors="#555555", label="Pareto front")
+    ax.set_xscale("log")
+    _log_axis(ax.xaxis)
+    if log_y:
+        ax.set_yscale("log")
+        _log_axis(ax.yaxis)
+    ax.set_xlabel("energy per inference (µWh, log scale)")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(loc="best", fontsize=9)
+    return png_bytes(fig)
 
 
 def pareto_chart(items: Sequence[Entry]) -> bytes | None:
@@ -73,32 +127,17 @@ def pareto_chart(items: Sequence[Entry]) -> bytes | None:
             by_host[e.host].append(e)
     if not by_host:
         return None
-    fig = Figure(figsize=(10, 6.2), dpi=DPI, layout="constrained")
-    ax = fig.add_subplot()
-    colours = [f"C{i % 10}" for i in range(len(by_host))]
+    fig, ax = front_axes()
     for k, (host, es) in enumerate(sorted(by_host.items())):
-        colour, marker = colours[k], MARKERS[k % len(MARKERS)]
-        x = [e.uwh_per_inference for e in es]
-        y = [e.accuracy * 100 for e in es]
-        ax.scatter(x, y, s=46, color=colour, marker=marker, label=_plain(host), zorder=3)
-        front = pareto_front(list(zip(x, y)))
-        fx, fy = [x[i] for i in front], [y[i] for i in front]
-        ax.step(fx, fy, where="post", color=colour, linestyle="--", linewidth=1.4, zorder=2)
-        ax.scatter(fx, fy, s=150, facecolors="none", edgecolors=colour, linewidths=1.8, zorder=4)
-        for e, xi, yi in zip(es, x, y):
-            ax.annotate(_plain(e.model), (xi, yi), xytext=(5, 4), textcoords="offset points",
-                        fontsize=8, color="#333333")  # fmt: skip
-    ax.scatter([], [], s=150, facecolors="none", edgecolors="#555555", label="Pareto front")
-    ax.set_xscale("log")
-    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-    ax.xaxis.set_minor_formatter(NullFormatter())
-    ax.set_xlabel("energy per inference (µWh, log scale)")
-    ax.set_ylabel("top-1 accuracy (%)")
-    ax.set_title("Accuracy against energy per inference (ringed, dashed: each machine's front)")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(loc="best", fontsize=9)
-    return _png(fig)
+        points = [(e.uwh_per_inference, e.accuracy * 100, e.model) for e in es]
+        front = [points[i][:2] for i in pareto_front([p[:2] for p in points])]
+        draw_front_series(ax, k, points, front, plain_text(host))
+    return finish_front_chart(
+        fig,
+        ax,
+        "top-1 accuracy (%)",
+        "Accuracy against energy per inference (ringed, dashed: each machine's front)",
+    )
 
 
 def margin_ns(run: RunScore) -> int:
@@ -143,23 +182,25 @@ def power_chart(run: RunScore, samples: EnergySamples | None) -> bytes | None:
     ax = fig.add_subplot()
     ax.axvspan(0, run.duration_s, color="#f2c14e", alpha=0.25, label="run window")
     for name, (t, w) in series.items():
-        ax.plot(t, w, linewidth=1.2, label=_plain(name))
+        ax.plot(t, w, linewidth=1.2, label=plain_text(name))
     if len(series) > 1:
         grid = np.unique(np.concatenate([t for t, _ in series.values()]))
         total = sum(np.interp(grid, t, w, left=np.nan, right=np.nan) for t, w in series.values())
         ax.plot(grid, total, color="black", linewidth=1.6, label="total")
     for name, (t, w) in walls.items():
         ax.plot(
-            t, w, color="#6e7781", linestyle="--", linewidth=1.4, label=f"{_plain(name)} (wall)"
+            t, w, color="#6e7781", linestyle="--", linewidth=1.4, label=f"{plain_text(name)} (wall)"
         )
     estimated = " (ESTIMATED)" if run.estimated else ""
-    ax.set_title(f"{_plain(run.model, 48)} on {_plain(run.host, 48)}{estimated}", fontsize=10)
+    ax.set_title(
+        f"{plain_text(run.model, 48)} on {plain_text(run.host, 48)}{estimated}", fontsize=10
+    )
     ax.set_xlabel("seconds from the window start")
     ax.set_ylabel("watts")
     ax.set_ylim(bottom=0)
     ax.grid(True, alpha=0.3)
     ax.legend(loc="upper right", fontsize=8)
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def throughput_chart(run: RunScore) -> bytes | None:
@@ -188,4 +229,4 @@ def throughput_chart(run: RunScore) -> bytes | None:
     ax.set_xlabel("seconds from the window start")
     ax.set_ylabel("images/s")
     ax.grid(True, alpha=0.3)
-    return _png(fig)
+    return png_bytes(fig)
