@@ -15,6 +15,7 @@ import logging
 import sys
 from typing import TYPE_CHECKING
 
+from benchmark.seeding import python_seed
 from benchmark.spec import ModelSpec, resolve
 from benchmark.weights import (
     checked_path,
@@ -42,13 +43,15 @@ def _build_keras(spec: ModelSpec, weights: str | None) -> keras.Model:
 
 def _build_random(spec: ModelSpec) -> keras.Model:
     """The model with random weights: the same ones on every build (a fixed seed), so runs
-    with random weights compute the same thing and an export of them can be cached."""
-    import keras
+    with random weights compute the same thing and an export of them can be cached. The
+    process's random number generators are left as they were (:mod:`benchmark.seeding`)."""
+    import keras  # noqa: F401 - before seeding: a first import of Keras draws from `random`
 
-    keras.utils.set_random_seed(RANDOM_SEED)
-    if spec.is_keras_application:
-        return _build_keras(spec, None)
-    return resolve(spec.constructor)()
+    constructor = resolve(spec.constructor)  # imports its module, before seeding too
+    with python_seed(RANDOM_SEED):
+        if spec.is_keras_application:
+            return _build_keras(spec, None)
+        return constructor()
 
 
 def _build_pretrained(spec: ModelSpec, weights: str) -> tuple[keras.Model, str]:

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from itertools import pairwise
 from pathlib import Path
 
-from exporters.errors import DatabaseNotFound, UsageError, shown
+from exporters.errors import UsageError, shown
 from exporters.schema import RUN, SCORE, Point
 from exporters.stores import open_store
 from exporters.stores.base import Store
@@ -103,22 +103,6 @@ def _renamed(p: Point, names: Mapping[str, str]) -> Point:
     return Point(p.measurement, {**p.tags, "host": names[host]}, p.fields, p.time_ns)
 
 
-def read_target(
-    target: Store,
-    measurement: str,
-    start_ns: int,
-    end_ns: int,
-    tags: Mapping[str, str] | None = None,
-    fields: Sequence[str] | None = None,
-) -> list[Point]:
-    """The target's points, none where its database does not exist yet (an InfluxDB one
-    nothing was written to: the import's first write creates it)."""
-    try:
-        return target.read(measurement, start_ns, end_ns, tags, fields)
-    except DatabaseNotFound:
-        return []
-
-
 def windows(starts: Sequence[int]) -> Iterator[tuple[int, int]]:
     """The time windows ``(first_ns, last_ns)``, inclusive, that the sorted ``starts`` begin:
     each ends before the next start, the last one never; none is empty or overlaps another."""
@@ -134,7 +118,8 @@ def _present(target: Store, incoming: Sequence[Point]) -> set[tuple]:
     hosts = {p.tags.get("host") or "" for p in incoming}
     reads = [None] if "" in hosts else [{"host": h} for h in sorted(hosts)]
     m = incoming[0].measurement
-    return {series_time(p) for tags in reads for p in read_target(target, m, start, end, tags)}
+    points = (p for tags in reads for p in target.read(m, start, end, tags, missing_ok=True))
+    return {series_time(p) for p in points}
 
 
 def merge(target: Store, points: Iterable[Point], names: Mapping[str, str], done: Imported) -> None:
@@ -211,7 +196,8 @@ def import_file(path: Path, target: Store, chunk_points: int = CHUNK_POINTS) -> 
     if chunk_points < 1:
         raise ValueError(f"chunk_points must be 1 or more, not {chunk_points}")
     done = Imported()
-    known = machine_ids(read_target(target, RUN, 0, _LAST_NS, fields=(EVENT, "machine_id")))
+    fields = (EVENT, "machine_id")
+    known = machine_ids(target.read(RUN, 0, _LAST_NS, fields=fields, missing_ok=True))
     if _kind(path) == _GZIP_MAGIC:
         bundle = read_bundle(path)
         done.renamed = host_names(machine_ids(bundle.events), known)

@@ -250,14 +250,18 @@ def host_machine(
     monkeypatch,
     energy: Callable[[str, float], float] = lambda domain, t: 30.0 * t,
     nvml: bool = False,
+    sampler_priority: str | None = None,
 ) -> Iterator[ProfileWriter]:
     """This host as a benchmark in a test sees it: a RAPL tree (``TUBAI_SYSFS_ROOT``) with one
     package whose writer follows ``energy`` (joules at ``t`` s: 30 W by default), NVML off
-    unless ``nvml``, and the working directory ``tmp_path`` (data/models, the digits cache,
-    lands there)."""
+    unless ``nvml``, the sampler at ``sampler_priority`` where given (else the configured
+    default), and the working directory ``tmp_path`` (data/models, the digits cache, lands
+    there)."""
     zones = make_tree(tmp_path / "sys", PACKAGE_WRAPS)
     monkeypatch.setenv("TUBAI_SYSFS_ROOT", str(tmp_path / "sys"))
     monkeypatch.setenv("TUBAI_SOURCES__NVML__ENABLED", "true" if nvml else "false")
+    if sampler_priority is not None:
+        monkeypatch.setenv("TUBAI_SAMPLER_PRIORITY", sampler_priority)
     monkeypatch.chdir(tmp_path)
     writer = ProfileWriter(zones, PACKAGE_WRAPS, energy)
     writer.start()

@@ -14,18 +14,15 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from influxd import InfluxTarget
 from run_fixtures import S, add_power
 
 from benchmark.records import write_event
-from exporters.errors import DatabaseNotFound, StoreError
-from exporters.schema import ENERGY, RUN, Point
+from exporters.schema import ENERGY, Point
 from exporters.stores.base import Store
-from exporters.stores.influxdb import InfluxDBStore
 from exporters.stores.sqlite import SQLiteStore
 from scoring.__main__ import main
 from scoring.events import RunEnd, RunStart, RunTags
-from scoring.importer import MEASUREMENTS, import_file, list_chunks, read_target, sqlite_chunks
+from scoring.importer import MEASUREMENTS, import_file, list_chunks, sqlite_chunks
 from scoring.runs import load_runs
 
 MACHINE_A = "aaaa1111" + "0" * 24
@@ -196,20 +193,3 @@ def test_chunks_cover_each_point_once_in_disjoint_windows(times: list[int], n: i
         db.write(points)
         from_db = [[p.time_ns for p in c] for c in sqlite_chunks(db, ENERGY, n)]
     assert from_db == [[p.time_ns for p in c] for c in chunks]
-
-
-@pytest.mark.influxdb
-def test_a_database_not_created_yet_reads_as_empty(influxd: InfluxTarget, tmp_path: Path) -> None:
-    """InfluxDB's "database not found" is DatabaseNotFound, read by the import as no points;
-    any other store error still stops it."""
-    with InfluxDBStore.from_url(influxd.url, spool_dir=tmp_path / "spool") as target:
-        with pytest.raises(DatabaseNotFound, match=f"database '{influxd.database}' not found"):
-            target.read(RUN, 0, 2**62)
-        assert read_target(target, RUN, 0, 2**62) == []
-        _run(target, "a1", "lab", MACHINE_A, 1000.0, 50.0)  # creates the database
-        assert len(read_target(target, RUN, 0, 2**62)) == 2
-    down = InfluxDBStore.from_url("influxdb://127.0.0.1:1/tubai", spool_dir=tmp_path / "s2",
-                                  timeout_s=1.0, close_timeout_s=0.5)  # fmt: skip
-    with down, pytest.raises(StoreError, match="did not answer") as e:
-        read_target(down, RUN, 0, 2**62)
-    assert not isinstance(e.value, DatabaseNotFound)

@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
-from rapl_writer import ProfileWriter, make_tree
+from rapl_writer import ProfileWriter, host_machine
 
 from benchmark.runner import RunOptions, prepare, run_benchmark
 from benchmark.sampling import Sampler
@@ -29,7 +29,9 @@ from scoring.runs import load_runs
 
 pytest.importorskip("tensorflow")
 
-WRAPS = {"package-0": 262_143.0}
+# The drift is judged from the samples inside the window (3 a part at least): the sampler at
+# normal priority gets a CPU beside busy loops, where at idle priority it may take none
+PRIORITY = "normal"
 BUSY = "import os\nparent = os.getppid()\nwhile os.getppid() == parent:\n    pass\n"
 
 
@@ -76,29 +78,6 @@ class Heatable:
         self.hot_until.value = (writer.now_ns() - writer.start_ns) / 1e9 + seconds
 
 
-@pytest.fixture
-def machine(tmp_path, monkeypatch):
-    """A RAPL tree as this host's only energy source, whose writer follows the profile given."""
-    zones = make_tree(tmp_path / "sys", WRAPS)
-    monkeypatch.setenv("TUBAI_SYSFS_ROOT", str(tmp_path / "sys"))
-    monkeypatch.setenv("TUBAI_SOURCES__NVML__ENABLED", "false")
-    # The drift is judged from the samples inside the window (3 a part at least): the sampler
-    # at normal priority gets a CPU beside busy loops, where at idle priority it may take none
-    monkeypatch.setenv("TUBAI_SAMPLER_PRIORITY", "normal")
-    monkeypatch.chdir(tmp_path)
-    writers = []
-
-    def start(energy: Callable[[str, float], float]) -> ProfileWriter:
-        writer = ProfileWriter(zones, WRAPS, energy)
-        writer.start()
-        writers.append(writer)
-        return writer
-
-    yield start
-    for writer in writers:
-        writer.stop()
-
-
 def run(store, hooks: dict[int, Callable[[], None]] | None = None, **options):
     opts = RunOptions(model="digits_cnn", progress=False, **options)
     prepared = prepare(opts)
@@ -112,9 +91,9 @@ def run(store, hooks: dict[int, Callable[[], None]] | None = None, **options):
 
 
 @pytest.mark.timing
-def test_a_pass_that_stalls_is_unsteady(tmp_path, machine) -> None:
-    machine(lambda domain, t: 30.0 * t)
-    with SQLiteStore(tmp_path / "b.db") as store:
+def test_a_pass_that_stalls_is_unsteady(tmp_path, monkeypatch) -> None:
+    machine = host_machine(tmp_path, monkeypatch, sampler_priority=PRIORITY)
+    with machine, SQLiteStore(tmp_path / "b.db") as store:
         (r,) = run(store, {6: lambda: time.sleep(1.5)}, limit=640, batch_size=64)
     assert r.stall_s >= 1.5 and r.latency_p50_s <= r.latency_p90_s <= r.latency_p99_s
     assert r.stall_s / r.latency_p50_s >= steadiness.STALL_FACTOR
@@ -124,15 +103,15 @@ def test_a_pass_that_stalls_is_unsteady(tmp_path, machine) -> None:
 
 
 @pytest.mark.timing
-def test_other_processes_busy_during_the_pass_are_flagged(tmp_path, machine) -> None:
-    machine(lambda domain, t: 30.0 * t)
+def test_other_processes_busy_during_the_pass_are_flagged(tmp_path, monkeypatch) -> None:
     busy: list[subprocess.Popen] = []
 
     def disturb() -> None:
         busy.extend(subprocess.Popen([sys.executable, "-c", BUSY]) for _ in range(2))
 
+    machine = host_machine(tmp_path, monkeypatch, sampler_priority=PRIORITY)
     try:
-        with SQLiteStore(tmp_path / "b.db") as store:
+        with machine, SQLiteStore(tmp_path / "b.db") as store:
             (r,) = run(store, {3: disturb}, batch_size=150, min_duration_s=1.5)
     finally:
         for process in busy:
@@ -162,13 +141,13 @@ class Ramp:
 
 
 @pytest.mark.timing
-def test_power_rising_over_the_window_is_drift(tmp_path, machine) -> None:
+def test_power_rising_over_the_window_is_drift(tmp_path, monkeypatch) -> None:
     """Power growing 10% a second from the warm-up on: the trend the run reports is the one
     through the energy of each part of its window as its samples read it (the writer's log),
     and it is flagged."""
     power = Ramp(10.0, 10.0)
-    writer = machine(power)
-    with SQLiteStore(tmp_path / "b.db") as store:
+    machine = host_machine(tmp_path, monkeypatch, power, sampler_priority=PRIORITY)
+    with machine as writer, SQLiteStore(tmp_path / "b.db") as store:
         (r,) = run(store, {1: lambda: power.begin(writer)}, batch_size=150, min_duration_s=3.0)
         samples = store.read("energy", 0, 2**62, tags={"domain": "package-0"})
     edges = np.linspace(r.start_ns, r.end_ns, steadiness.DRIFT_PARTS + 1).round().astype(int)
@@ -182,12 +161,12 @@ def test_power_rising_over_the_window_is_drift(tmp_path, machine) -> None:
 
 
 @pytest.mark.timing
-def test_cooldown_waits_for_idle_power_before_each_pass(tmp_path, machine) -> None:
+def test_cooldown_waits_for_idle_power_before_each_pass(tmp_path, monkeypatch) -> None:
     power = Heatable(10.0, 40.0)
-    writer = machine(power)
-    # 3 batches a pass after 2 of warm-up: the last batch of pass 1 heats the machine for 2 s
-    hooks = {5: lambda: power.heat(writer, 2.0)}
-    with SQLiteStore(tmp_path / "b.db") as store:
+    machine = host_machine(tmp_path, monkeypatch, power, sampler_priority=PRIORITY)
+    with machine as writer, SQLiteStore(tmp_path / "b.db") as store:
+        # 3 batches a pass after 2 of warm-up: the last batch of pass 1 heats it for 2 s
+        hooks = {5: lambda: power.heat(writer, 2.0)}
         first, second = run(store, hooks, limit=450, batch_size=150, repeats=2, idle_s=1.0,
                             cooldown_s=8.0)  # fmt: skip
     assert first.idle_w == pytest.approx(10.0, rel=0.1)
@@ -199,11 +178,13 @@ def test_cooldown_waits_for_idle_power_before_each_pass(tmp_path, machine) -> No
 
 
 @pytest.mark.timing
-def test_a_cooldown_that_times_out_and_an_idle_that_moved_are_flagged(tmp_path, machine) -> None:
+def test_a_cooldown_that_times_out_and_an_idle_that_moved_are_flagged(
+    tmp_path, monkeypatch
+) -> None:
     power = Heatable(10.0, 40.0)
-    writer = machine(power)
-    hooks = {1: lambda: power.heat(writer, 3600.0)}  # hot from the warm-up on
-    with SQLiteStore(tmp_path / "b.db") as store:
+    machine = host_machine(tmp_path, monkeypatch, power, sampler_priority=PRIORITY)
+    with machine as writer, SQLiteStore(tmp_path / "b.db") as store:
+        hooks = {1: lambda: power.heat(writer, 3600.0)}  # hot from the warm-up on
         (r,) = run(store, hooks, limit=300, batch_size=150, idle_s=1.0, cooldown_s=1.0)
         (end,) = [p for p in store.read("run", 0, 2**62) if p.fields["event"] == "end"]
     assert r.cooldown_reached is False and r.cooldown_s >= 1.0

@@ -34,8 +34,7 @@ def _build(spec: ModelSpec, weights: str) -> tuple[Any, str]:
 
     builder = resolve(spec.constructor)
     if weights == "random":
-        torch.manual_seed(RANDOM_SEED)
-        return builder(weights=None), "random"
+        return random_model(torch, builder), "random"
     if weights not in ("auto", "imagenet"):
         raise UsageError(f"--weights {weights}: {spec.name} takes auto, imagenet or random "
                          "(torchvision's own weights)")  # fmt: skip
@@ -50,8 +49,14 @@ def _build(spec: ModelSpec, weights: str) -> tuple[Any, str]:
         log.warning("NO IMAGENET WEIGHTS for %s (%s): running with RANDOM weights, so its "
                     "accuracy will be meaningless (energy is still real)",
                     spec.name, reason)  # fmt: skip
+        return random_model(torch, builder), "random"
+
+
+def random_model(torch: object, builder: object) -> object:
+    """The model with seeded random weights; torch's global generator as it was after."""
+    with torch.random.fork_rng(devices=[]):  # CPU generator only, put back on leaving
         torch.manual_seed(RANDOM_SEED)
-        return builder(weights=None), "random"
+        return builder(weights=None)
 
 
 def load(spec: ModelSpec, weights: str, precision: str, jit: str) -> tuple[Engine, str]:

@@ -60,11 +60,15 @@ class Store(ABC):
         end_ns: int,
         tags: Mapping[str, str] | None = None,
         fields: Sequence[str] | None = None,
+        *,
+        missing_ok: bool = False,
     ) -> list[Point]:
         """Points of ``measurement`` with ``start_ns <= time_ns <= end_ns``, oldest first.
 
         ``tags`` keeps only points whose tags have exactly these values; ``fields`` keeps only
-        those fields (a point with none of them is left out).
+        those fields (a point with none of them is left out). A database that does not exist
+        yet (an InfluxDB one nothing was written to) raises
+        :class:`~exporters.errors.DatabaseNotFound`, or holds no points where ``missing_ok``.
         """
 
     def read_columns(

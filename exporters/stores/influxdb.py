@@ -40,7 +40,7 @@ import logging
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
-from exporters.errors import StoreError, UsageError
+from exporters.errors import DatabaseNotFound, StoreError, UsageError
 from exporters.schema import FieldValue, Point
 from exporters.stores import influxql
 from exporters.stores.base import Columns, Store
@@ -207,14 +207,21 @@ class InfluxDBStore(Store):
         end_ns: int,
         tags: Mapping[str, str] | None = None,
         fields: Sequence[str] | None = None,
+        *,
+        missing_ok: bool = False,
     ) -> list[Point]:
         """Points the server holds (see :meth:`flush`), oldest first; numbers come back float."""
         self._check_open()
         if fields is not None and not fields:
             return []
         series: dict[SeriesKey, list[Point]] = {}
-        for key, s in self._series(measurement, start_ns, end_ns, tags, fields):
-            series.setdefault(key, []).extend(_points(measurement, dict(key), s))
+        try:
+            for key, s in self._series(measurement, start_ns, end_ns, tags, fields):
+                series.setdefault(key, []).extend(_points(measurement, dict(key), s))
+        except DatabaseNotFound:
+            if not missing_ok:
+                raise
+            return []
         merged = heapq.merge(*series.values(), key=lambda p: p.time_ns)
         return list(merged)
 

@@ -228,6 +228,8 @@ class SQLiteStore(Store):
         end_ns: int,
         tags: Mapping[str, str] | None = None,
         fields: Sequence[str] | None = None,
+        *,
+        missing_ok: bool = False,  # an SQLite store's database always exists
     ) -> list[Point]:
         simple = fields is not None and all(_PLAIN.match(f) for f in fields)
         picks = _picks(fields) if simple else ", fields"
