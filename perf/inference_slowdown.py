@@ -13,74 +13,64 @@ before its batches are timed. The first ``--warm-up`` rounds (tracing, caches, t
 first writes) are left out.
 
 Each batch is timed back to back, with the CPU time the watched threads (the agent's sampling
-and writing threads, a burner) ran during it (``/proc/self/task/TID/schedstat``). Two estimates
-of each arm's slowdown (perf/slowdown_stats.py), each with a 95% bootstrap interval over
-rounds:
+and writing threads, a burner) ran during it (``/proc/self/task/TID/schedstat``). Three
+estimates of each arm's slowdown (perf/slowdown_stats.py), each with a 95% bootstrap interval
+over rounds:
 
 - ``slowdown_pct``, paired blocks: the median over rounds of the arm's time per batch against
   the same round's ``off`` block, less one. It sees every way the agent slows the inference,
-  but no finer than the machine's drift between blocks (on the 2-vCPU development VM, 11%
+  but no finer than the machine's drift between blocks (on the 2-vCPU development VM, 13%
   between two 0.4 s blocks with nothing else running): its interval narrows only with rounds.
 - ``per_wake_up``: the slope of each batch's time on the watched threads' CPU during it, both
   as differences from the batch before (the drift cancels between neighbours), times that CPU:
   what lands in the batches the threads ran during. Only for batches under ``SHORT_BATCH_S``
   (against the agent's 0.1 s: where some batches hold a wake-up and their neighbours none);
   there it resolves tenths of a percent in a minute.
+- ``dose_response`` (with ``--doses K...``): K of the first arm's agents at once (``agent*K``:
+  each its own sampler, host and store, waking at the same cadence) cost K times what one does;
+  the seconds a batch loses per second of their CPU, fitted over every dose, times one agent's
+  CPU a batch, is one agent's slowdown, resolved as finely as 16 agents' is. Each dose's own
+  slowdown is given beside it, so that a cost that does not grow in proportion shows.
 
 Also, per case, ``others_pct_median``: how much of the CPUs other processes used during the
 blocks (``/proc/stat`` less this process), and the figures of the rounds where they used under
-``QUIET_PCT`` in every block (``quiet``), where there are ``MIN_QUIET`` of those. Arms, by name:
-
-- ``agent``: the sampler with the configuration's ``sampler_priority``; ``agent:idle``,
-  ``agent:low``, ``agent:normal`` with that one; ``agent@N`` (or ``agent:idle@N``) with the
-  agent's thread kept on CPU N (``--agent-cpu``).
-- ``load:P``, the calibration (``--calibrate P``, in the first case): once every
-  ``SPIN_PERIOD_S`` (0.1 s, at a random phase), after the batch under way, the inference thread
-  itself spins for P% of that period, counted as watched CPU: a cost known exactly that lands
-  in batches as the agent's wake-ups do. Its expected slowdown is the time spun over the
-  ``off`` arm's time per batch; the check (``calibration_ok``) is that each estimate's
-  interval holds it.
-- ``burn:X``: a thread that burns X ms of CPU time in every 100 ms (in Python, as the agent
-  runs), at the configuration's ``sampler_priority`` (``burn:X:idle`` and so on): how CPU
-  taken by another thread of the process shows up in the time per batch.
+``QUIET_PCT`` in every block (``quiet``), where there are ``MIN_QUIET`` of those. The arms
+(perf/slowdown_arms.py): ``agent`` (``agent:PRIORITY``, ``agent@CPU``, ``agent*K``),
+``burn:X``, and the calibration ``load:P`` (``--calibrate P``, in the first case): once every
+``SPIN_PERIOD_S`` (0.1 s, at a random phase), after the batch under way, the inference thread
+itself spins for P% of that period, counted as watched CPU: a cost known exactly that lands in
+batches as the agent's wake-ups do. Its expected slowdown is the time spun over the ``off``
+arm's time per batch; the check (``calibration_ok``) is that each estimate's interval holds it.
+With ``--calibrate-doses``, larger loads fit the calibration's own dose-response, whose ``k``
+must come out 1 (a second spun is a second more: ``k_ok``).
 
 Prints one JSON document, with the load average around it: on a busy machine the intervals
 widen, and figures taken there are not the agent's alone.
 
-    python perf/inference_slowdown.py --case mobilenetv3_small:32 --arms agent agent:idle
+    python perf/inference_slowdown.py --case mobilenetv3_small:32 --arms agent --doses 4 16
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import random
-import shutil
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from slowdown_stats import Block, paired, per_wake_up  # perf/, this script's directory
+from slowdown_arms import Arms, Probe, others_cpu_s, spin  # perf/, this script's directory
+from slowdown_stats import Block, dose_response, paired, per_wake_up
 
 from benchmark.datasets import open_dataset
 from benchmark.models import build_model
 from benchmark.registry import get_spec
-from benchmark.sampling import Sampler
-from exporters.config import load_config
-from exporters.priority import lower_this_thread
-from exporters.stores.sqlite import SQLiteStore
 
-FIXTURE = Path(__file__).resolve().parent.parent / "tests/fixtures/rapl/intel_desktop"
-WATCHED = ("tubai-agent", "tubai-store-writer", "perf-burn")  # the agent's threads, a burner
 SETTLE_S = 0.2  # before each block's batches: the agent's first reads and writes are done
-BURN_PERIOD_S = 0.1
 SHORT_BATCH_S = 0.025  # per wake-up only for batches this short against the agent's 0.1 s
 SPIN_PERIOD_S = 0.1  # the calibration spins once a period, as the agent wakes at 0.1 s
 QUIET_PCT = 5.0  # a round is quiet where other processes used less of the CPUs in each block
@@ -104,6 +94,7 @@ class Case:
         watched CPU."""
         n = len(self.batches)
         ends, cpu, spun = np.empty(n + 1), np.empty(n + 1), np.zeros(n)
+        threads_s = probe.all_s()
         cpu[0], ends[0] = probe.read(), time.perf_counter()
         due = ends[0] + phase * SPIN_PERIOD_S
         for i, x in enumerate(self.batches):
@@ -112,51 +103,8 @@ class Case:
                 spun[i] += spin(spin_s)
                 due += SPIN_PERIOD_S
             cpu[i + 1], ends[i + 1] = probe.read(), time.perf_counter()
-        return Block(np.diff(ends), np.diff(cpu) + spun)
-
-
-def spin(seconds: float) -> float:
-    """Busy-wait ``seconds`` of wall time in this thread; the time actually spun."""
-    start = time.perf_counter()
-    end = start + seconds
-    while (now := time.perf_counter()) < end:
-        pass
-    return now - start
-
-
-class Probe:
-    """The CPU seconds the :data:`WATCHED` threads of this process have run so far, from their
-    ``/proc/self/task/TID/schedstat`` (nanoseconds on a CPU). It reads ``FILES`` files whatever
-    it watches (this thread's stand in for missing ones), so that every arm pays the same."""
-
-    FILES = 2
-
-    def __init__(self) -> None:
-        ids = [t.native_id for t in threading.enumerate() if t.name in WATCHED][: self.FILES]
-        self.watched = len(ids)
-        ids += [threading.get_native_id()] * (self.FILES - len(ids))
-        self.files = [open(f"/proc/self/task/{i}/schedstat", "rb", buffering=0) for i in ids]
-
-    def read(self) -> float:
-        total = 0
-        for i, f in enumerate(self.files):
-            f.seek(0)
-            ns = int(f.read().split(b" ", 1)[0])
-            total += ns if i < self.watched else 0
-        return total / 1e9
-
-    def close(self) -> None:
-        for f in self.files:
-            f.close()
-
-
-def others_cpu_s() -> float:
-    """CPU seconds the whole machine has been busy (``/proc/stat``) less this process's own:
-    what other processes (and the kernel) ran so far, to within a clock tick."""
-    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
-    busy = sum(values) - values[3] - values[4]  # less idle and iowait
-    own = os.times()
-    return busy / os.sysconf("SC_CLK_TCK") - (own.user + own.system)
+        threads_s = probe.all_s() - threads_s + float(spun.sum())
+        return Block(np.diff(ends), np.diff(cpu) + spun, threads_s)
 
 
 def prepare(model: str, batch_size: int, block_s: float) -> Case:
@@ -170,65 +118,6 @@ def prepare(model: str, batch_size: int, block_s: float) -> Case:
     probe.close()
     case.batches = [x] * max(1, round(block_s / case.s_per_batch))
     return case
-
-
-class Arms:
-    """What runs beside the inference in a block of each arm (see the module docstring)."""
-
-    def __init__(self, tmp: Path) -> None:
-        shutil.copytree(FIXTURE, tmp / "sys")
-        self.config = load_config(overrides={"sysfs_root": str(tmp / "sys")})
-        self.config["sources"]["nvml"]["enabled"] = False
-        self.config["sources"]["cpu_model"]["enabled"] = True
-        self.store = SQLiteStore(tmp / "ab.db")
-        self.blocks = 0
-
-    @contextlib.contextmanager
-    def running(self, arm: str) -> Iterator[None]:
-        self.blocks += 1
-        kind, _, rest = arm.partition(":")
-        rest, _, cpu = rest.partition("@")
-        if arm == "off" or kind == "load":
-            yield
-        elif kind.startswith("agent"):
-            priority = rest or self.config["sampler_priority"]
-            config = {**self.config, "sampler_priority": priority}
-            agent_cpu = int(cpu) if cpu else None
-            host = f"perf-{self.blocks}"  # a host of its own: no running agent is found
-            with Sampler(self.store, host=host, config=config, agent_cpu=agent_cpu):
-                yield
-        elif kind == "burn":
-            ms, _, priority = rest.partition(":")
-            with burning(float(ms) / 1e3, priority or self.config["sampler_priority"]):
-                yield
-        else:
-            raise SystemExit(f"unknown arm {arm!r}")
-
-    def close(self) -> None:
-        self.store.close()
-
-
-@contextlib.contextmanager
-def burning(cpu_s: float, priority: str) -> Iterator[None]:
-    """A thread burning ``cpu_s`` of CPU time in every ``BURN_PERIOD_S``, at ``priority``."""
-    stop = threading.Event()
-
-    def burn() -> None:
-        lower_this_thread(priority)
-        due = time.monotonic()
-        while not stop.wait(max(0.0, due - time.monotonic())):
-            end = time.thread_time() + cpu_s
-            while time.thread_time() < end:
-                pass
-            due += BURN_PERIOD_S
-
-    thread = threading.Thread(target=burn, name="perf-burn", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join()
 
 
 def order(arms: list[str], r: int) -> list[str]:
@@ -298,6 +187,30 @@ def figures(case: Case, data: Blocks) -> dict:
                 lo, hi = found["ci95_pct"]
                 found["calibration_ok"] = bool(lo <= expected <= hi)
         out["arms"][arm] = result
+    for at, doses in families(list(data.blocks)).items():
+        for arm in doses[1:]:
+            out["arms"][arm]["dose_of"] = at
+        fitted = out["arms"][at]["dose_response"] = dose_response(
+            {a: data.blocks[a] for a in doses}, off, at
+        )
+        if at.startswith("load:"):  # each second spun is a second more: k is 1
+            lo, hi = fitted["ci95_pct"]
+            fitted["calibration_ok"] = bool(lo <= out["arms"][at]["expected_pct"] <= hi)
+            fitted["k_ok"] = bool(fitted["k_ci95"][0] <= 1 <= fitted["k_ci95"][1])
+    return out
+
+
+def families(names: list[str]) -> dict[str, list[str]]:
+    """Arms that are larger doses of another (``agent*4`` of ``agent``, every ``load:P`` of the
+    smallest), by the arm they are doses of, itself first: those with a dose besides."""
+    out: dict[str, list[str]] = {}
+    loads = sorted((a for a in names if a.startswith("load:")), key=lambda a: float(a[5:]))
+    if len(loads) > 1:
+        out[loads[0]] = loads
+    for arm in names:
+        base, _, copies = arm.partition("*")
+        if copies and base in names:
+            out.setdefault(base, [base]).append(arm)
     return out
 
 
@@ -308,6 +221,22 @@ def main() -> None:
     parser.add_argument("--arms", nargs="+", default=["agent"], help="besides off (see above)")
     parser.add_argument("--calibrate", type=float, default=0.5, metavar="P",
                         help="a load:P arm in the first case (0: none)")  # fmt: skip
+    parser.add_argument(
+        "--doses",
+        nargs="*",
+        type=int,
+        default=[],
+        metavar="K",
+        help="also K agents at once for each agent arm (dose_response)",
+    )
+    parser.add_argument(
+        "--calibrate-doses",
+        nargs="*",
+        type=float,
+        default=[],
+        metavar="P",
+        help="also load:P arms, to check dose_response on a known cost",
+    )
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--warm-up", type=int, default=2)
     parser.add_argument("--block-s", type=float, default=0.4)
@@ -321,8 +250,9 @@ def main() -> None:
             model, _, batch = text.partition(":")
             case = prepare(model, int(batch or 32), args.block_s)
             names = ["off", *args.arms]
+            names += [f"{args.arms[0]}*{k}" for k in args.doses]
             if i == 0 and args.calibrate:
-                names.append(f"load:{args.calibrate:g}")
+                names += [f"load:{p:g}" for p in (args.calibrate, *args.calibrate_doses)]
             blocks = run_rounds(case, arms, names, args.rounds, args.warm_up)
             cases.append(figures(case, blocks))
         arms.close()

@@ -53,6 +53,12 @@ SLOWDOWN = (
     "--arms",
     "agent",
     "agent:normal",  # the default sampler_priority (idle), and normal
+    "--doses",
+    "4",
+    "16",  # 4 and 16 agents at the default priority: dose_response
+    "--calibrate-doses",
+    "5",
+    "10",  # load:5, load:10 beside load:0.5: k must come out 1
 )  # fmt: skip; the calibration is in the first case: batches short enough for both estimates
 TARGETS = {0.1: 0.3, 1.0: 0.05}  # % of a core, steady state, SQLite; InfluxDB within 1.5x
 
@@ -120,6 +126,22 @@ def overhead_lines(overhead: dict, add: Callable[[str, str, str], None]) -> list
     ]
 
 
+def dose_rows(fitted: dict, targets: tuple[str, str], add: Callable, rows: Callable) -> None:
+    """The dose-response estimate's rows: the slowdown and ``k`` it gives, then each dose."""
+    if "k_ok" in fitted:  # the calibration: k must be 1
+        targets = ("found" if fitted["calibration_ok"] else "MISSED", "")
+    rows("  from larger doses", fitted, targets)
+    lo, hi = fitted["k_ci95"]
+    k_target = ("k = 1 " + ("found" if fitted["k_ok"] else "MISSED")) if "k_ok" in fitted else ""
+    add("    k, s a batch per s of CPU", f"{fitted['k']:.3f} ({lo:.2f} to {hi:.2f})", k_target)
+    for arm, d in fitted["doses"].items():
+        lo, hi = d["ci95_pct"]
+        add(
+            f"    {arm}: dose {d['dose_pct']:.2f}%",
+            f"{d['slowdown_pct']:.2f}% ({lo:.1f} to {hi:.1f})",
+        )
+
+
 def slowdown_lines(slow: dict, add: Callable[[str, str, str], None]) -> list[str]:
     """Table rows of the inference slowdown (through ``add``): for each case and arm, both
     estimates (paired blocks; per wake-up) with their 95% intervals, the paired one of the quiet
@@ -135,6 +157,8 @@ def slowdown_lines(slow: dict, add: Callable[[str, str, str], None]) -> list[str
 
     for case in slow["cases"]:
         for arm, f in case["arms"].items():
+            if "dose_of" in f:
+                continue  # shown in its dose-response
             calibration = "expected_pct" in f
             targets = ("", "") if calibration else ("<= 0.5%", "upper < 1%")
             if calibration:
@@ -147,12 +171,16 @@ def slowdown_lines(slow: dict, add: Callable[[str, str, str], None]) -> list[str
                 rows(f"  paired, its {case['quiet_rounds']} quiet rounds", f["quiet"], ("", ""))
             if f.get("per_wake_up"):
                 rows("  per wake-up", f["per_wake_up"], targets)
+            if "dose_response" in f:
+                dose_rows(f["dose_response"], targets, add, rows)
     load, cases = slow["load_average"], slow["cases"]
     others = max(case["others_pct_median"] for case in cases)
     return [
         f"inference slowdown: agent at {slow['interval_s']} s; {cases[0]['rounds']} rounds of a "
         f"block of each arm (about {slow['block_s']} s of batches each); paired: the median of "
-        "block ratios; per wake-up: batch time against the agent's CPU during it; 95% bootstrap "
+        "block ratios; per wake-up: batch time against the agent's CPU during it; from larger "
+        "doses: the seconds a batch loses per second of agents' CPU, fitted over 1, 4 and 16 "
+        "agents at once (dose: their CPU a batch), times one agent's; 95% bootstrap "
         f"intervals over rounds. Other processes used {others:.0f}% of the {slow['cpus']} CPUs "
         f"during the blocks (median), load average {load['before'][0]:.2f} before, "
         f"{load['after'][0]:.2f} after (an interval wider than 1 point cannot tell 0.5% from 0)"

@@ -36,17 +36,23 @@ class Block:
 
     durations: np.ndarray
     cpu: np.ndarray
+    threads_cpu_s: float | None = None  # every watched thread over the block (``cpu``: two)
 
     @property
     def per_batch(self) -> float:
         return float(self.durations.mean())
 
+    @property
+    def dose_s(self) -> float:
+        """The watched threads' CPU seconds a batch (all of them, where read per block)."""
+        total = float(self.cpu.sum()) if self.threads_cpu_s is None else self.threads_cpu_s
+        return total / len(self.durations)
+
 
 def bootstrap(stat: Callable[[np.ndarray], float], rounds: int, seed: int = 0) -> list[float]:
     """95% percentile interval of ``stat(rounds picked)`` over resamples of the rounds."""
     rng = np.random.default_rng(seed)
-    values = [stat(rng.integers(0, rounds, rounds)) for _ in range(RESAMPLES)]
-    return [float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))]
+    return percentiles(np.array([stat(rng.integers(0, rounds, rounds)) for _ in range(RESAMPLES)]))
 
 
 def paired(arm: list[Block], off: list[Block]) -> dict:
@@ -90,6 +96,48 @@ def per_wake_up(arm: list[Block]) -> dict | None:
         "threads_core_pct": share,
         "batches": int(sum(len(b.durations) for b in arm)),
     }
+
+
+def dose_response(doses: dict[str, list[Block]], off: list[Block], at: str) -> dict:
+    """The slowdown of arm ``at`` from several arms of the same kind at larger doses of it:
+    ``k``, the seconds a batch takes longer for each second the watched threads ran during it,
+    fitted through the origin (least squares) over every block of ``doses`` against its
+    round's ``off`` block: ``time a batch - off's = k * threads' CPU a batch``. The slowdown of
+    ``at`` is ``k`` times its threads' CPU a batch over the ``off`` arm's median time a batch,
+    with a 95% bootstrap interval over rounds. Many agents cost many times what one does, so a
+    slowdown too small to see beside the machine's drift is the slope of ones that are not
+    (linearity is checked, not assumed: each arm's own slowdown and dose are given, in % of the
+    ``off`` arm's time a batch)."""
+    base = float(np.median([b.per_batch for b in off]))
+    names = list(doses)
+    x = np.array([[b.dose_s for b in doses[a]] for a in names])  # arms x rounds, seconds
+    y = np.array([[b.per_batch - o.per_batch for b, o in zip(doses[a], off)] for a in names])
+    at_dose = 100 * x[names.index(at)] / base
+    # per round, then summed over the rounds a resample picks (every resample at once)
+    sxy, sxx = (x * y).sum(axis=0), (x * x).sum(axis=0)
+    picks = np.random.default_rng(0).integers(0, x.shape[1], (RESAMPLES, x.shape[1]))
+    k_all = sxy[picks].sum(axis=1) / sxx[picks].sum(axis=1)
+    slowdown_all = k_all * at_dose[picks].mean(axis=1)
+    k = float(sxy.sum() / sxx.sum())
+    return {
+        "slowdown_pct": k * float(at_dose.mean()),
+        "ci95_pct": percentiles(slowdown_all),
+        "k": k,
+        "k_ci95": percentiles(k_all),
+        "doses": {
+            a: {
+                "dose_pct": 100 * float(x[i].mean()) / base,
+                "slowdown_pct": 100 * float(y[i].mean()) / base,
+                "ci95_pct": percentiles(100 * y[i][picks].mean(axis=1) / base),
+            }
+            for i, a in enumerate(names)
+        },
+    }
+
+
+def percentiles(values: np.ndarray) -> list[float]:
+    """The 95% percentile interval of bootstrap ``values``."""
+    return [float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))]
 
 
 def _sums(block: Block) -> list[float]:
