@@ -65,3 +65,15 @@ def test_dose_response_sees_no_cost_where_there_is_none() -> None:
     fitted = dose_response({a: data[a] for a in shares}, data["off"], "agent")
     assert fitted["ci95_pct"][0] < 0 < fitted["ci95_pct"][1]
     assert abs(fitted["k"]) < 0.5
+
+
+def test_the_doses_of_an_arm_are_found_by_name() -> None:
+    # inference_slowdown imports Keras models: read its families() without running anything
+    from inference_slowdown import families
+
+    names = ["off", "agent", "agent:normal", "agent*4", "agent*16", "load:0.5", "load:10"]
+    assert families(names) == {
+        "load:0.5": ["load:0.5", "load:10"],
+        "agent": ["agent", "agent*4", "agent*16"],
+    }
+    assert families(["off", "agent:normal*4", "load:0.5"]) == {}  # no base arm, one load
