@@ -43,7 +43,7 @@ from exporters.window import MARGIN_NS
 from scoring.events import EVENT, RunStart
 from scoring.figures import FIGURES
 from scoring.jsonout import finite
-from scoring.runs import RunScore, annotate_groups, parse_manifest, runs_from_events, score_run
+from scoring.runs import RunScore, annotate_groups, parse_manifest, runs_from_events, score_runs
 
 FORMAT = 1  # the bundle format's version, in version.json
 SAMPLES, EVENTS, SCORES = "samples.jsonl", "events.jsonl", "scores.jsonl"
@@ -191,7 +191,7 @@ def collect(store: Store, run_ids: Sequence[str]) -> Bundle:
 def score_all(store: Store, runs: Sequence[RunScore]) -> list[RunScore]:
     """``runs`` scored as ``scoring runs`` scores them, their groups (repeats) taken among
     themselves: a bundle's figures depend on the bundle alone."""
-    scored = [score_run(store, r) for r in runs]
+    scored = score_runs(store, runs)
     annotate_groups(scored)
     return scored
 

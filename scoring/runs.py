@@ -38,6 +38,7 @@ from exporters.window import DEFAULT_COUNTED, DomainEnergy, WindowEnergy, energy
 from scoring import confidence, rating, steadiness
 from scoring.events import EVENT, InvalidEvent, RunEnd, RunFail, RunStart, RunTags, parse_event
 from scoring.figures import DERIVED, FIGURES, figures_from, usable_energy, with_figures
+from scoring.prefetch import Prefetched
 from scoring.stats import RunStats, run_stats
 
 log = logging.getLogger(__name__)
@@ -270,11 +271,20 @@ def load_runs(
     store: Store, start_ns: int = 0, end_ns: int = 2**62, counted: Sequence[str] = DEFAULT_COUNTED
 ) -> list[RunScore]:
     """Every run with events in the range, finished ones scored."""
-    runs = [
-        score_run(store, r, counted) for r in runs_from_events(store.read(RUN, start_ns, end_ns))
-    ]
+    runs = score_runs(store, runs_from_events(store.read(RUN, start_ns, end_ns)), counted)
     annotate_groups(runs)
     return runs
+
+
+def score_runs(
+    store: Store, runs: Sequence[R], counted: Sequence[str] = DEFAULT_COUNTED
+) -> list[R]:
+    """:func:`score_run` for each of ``runs`` (returned, in their order), their samples read
+    in few queries (:class:`scoring.prefetch.Prefetched`): the same scores as one by one."""
+    view = Prefetched(store, runs)
+    for run in view.runs:  # by host, then start: each span read once
+        score_run(view, run, counted)
+    return list(runs)
 
 
 def annotate_groups(runs: Sequence[RunScore], only: Iterable[RunScore] | None = None) -> None:

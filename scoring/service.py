@@ -39,7 +39,7 @@ from exporters.schema import RUN, SCORE, FieldValue, Point
 from exporters.stores.base import Store
 from exporters.window import DEFAULT_COUNTED
 from scoring.figures import FIGURES
-from scoring.runs import RunScore, annotate_groups, runs_from_events, score_run, warn_invalid
+from scoring.runs import RunScore, annotate_groups, runs_from_events, score_runs, warn_invalid
 
 log = logging.getLogger(__name__)
 
@@ -97,10 +97,11 @@ def score_pending(
     done = scored_runs(store)
     scored = []
     runs = runs_from_events(store.read(RUN, 0, 2**62))
+    unscored = [r for r in runs if r.status == "finished" and (r.run_id, r.end_ns) not in done]
+    score_runs(store, unscored, counted)  # a figure that cannot be computed: invalid
+    unscored_ids = {id(r) for r in unscored}
     for run in runs:
-        pending = run.status == "finished" and (run.run_id, run.end_ns) not in done
-        if pending:
-            score_run(store, run, counted)  # a figure that cannot be computed: invalid
+        pending = id(run) in unscored_ids
         if run.status == "invalid":
             warn_invalid(run, reported)
             continue

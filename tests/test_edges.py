@@ -22,6 +22,7 @@ from wsgiref.util import setup_testing_defaults
 
 import pytest
 import requests
+from counting_store import CountingStore
 from edge_truth import clock_shift, window_truth
 from influxd import _free_port
 from rapl_writer import ProfileWriter, make_tree, steps
@@ -87,20 +88,6 @@ def test_windows_take_the_counters_at_their_edges(tmp_path, machine, monkeypatch
     assert stored.edges == "read" and stored.coverage == 1.0
     assert stored.total_joules == pytest.approx(result.total_joules, rel=1e-12)
     print(f"cadence {cadence_s} s: relative errors by window length {errors}")
-
-
-class CountingStore(SQLiteStore):
-    """A real SQLite store that counts the reads asked of it."""
-
-    reads = 0
-
-    def read(self, *args, **kwargs):
-        self.reads += 1
-        return super().read(*args, **kwargs)
-
-    def read_columns(self, *args, **kwargs):
-        self.reads += 1
-        return super().read_columns(*args, **kwargs)
 
 
 @pytest.mark.timing
