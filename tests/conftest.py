@@ -11,7 +11,9 @@ tests are skipped, unless ``TUBAI_REQUIRE_INFLUXDB=1`` makes that a failure.
 CPU load: tests marked ``timing`` (measured windows, end-to-end energy, agent cadence) must hold
 on a busy machine. ``--cpu-load N`` (or ``TUBAI_TEST_CPU_LOAD=N``; ``cores`` for one per CPU this
 process may use) runs N busy-loop processes beside each of them, from its first fixture to its
-last teardown; ``make test`` runs them a second time so (pyproject.toml, the marker).
+last teardown, with the sampler at normal priority (``TUBAI_SAMPLER_PRIORITY``, as README
+advises on a shared machine) unless the test sets one; ``make test`` runs them a second time so
+(pyproject.toml, the marker).
 """
 
 from __future__ import annotations
@@ -45,6 +47,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+PRIORITY_ENV = "TUBAI_SAMPLER_PRIORITY"
+
+
 def _cpu_load(config: pytest.Config) -> int:
     value = str(config.getoption("--cpu-load")).strip()
     if value == "cores":
@@ -66,9 +71,17 @@ def cpu_load(request: pytest.FixtureRequest) -> Iterator[int]:
     busy = [
         subprocess.Popen([sys.executable, "-c", _BUSY], stdin=subprocess.DEVNULL) for _ in range(n)
     ]
+    # On a machine other processes saturate, README says to sample at normal priority: a
+    # SCHED_IDLE sampler (the default) would wait behind the busy loops for seconds (a stop
+    # 2 s late, a counter read after its wrap time). A test that sets the priority keeps its own.
+    before = os.environ.get(PRIORITY_ENV)
+    if n and before is None:
+        os.environ[PRIORITY_ENV] = "normal"
     try:
         yield n
     finally:
+        if n and before is None:
+            os.environ.pop(PRIORITY_ENV, None)
         for process in busy:
             process.kill()
         for process in busy:
